@@ -1,0 +1,236 @@
+"""KeywordProbe: P(keyword | context) for fixed probe pairs, read before every optimizer step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, Optional, Union
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import nn
+from typing_extensions import override
+
+from probes.adapters import LogitsFn, as_encoder, infer_max_positions, infer_vocab_size, make_logits_fn, resolve_module
+from probes.callbacks.base import ProbeCallback
+from probes.engine import ItemScores, ScoringPlan, TokenizedItem, isolated_eval, tokenize_pairs
+from probes.specs import ProbePair, ProbeSet
+
+__all__ = ["KeywordProbe", "ModelReader"]
+
+_STATE_VERSION = 1
+
+
+class ModelReader:
+    """Scores a fixed list of tokenized items against a module: the shared core of every probe.
+
+    Resolves the language model inside a LightningModule, infers its vocabulary and maximum
+    length, builds the :class:`~probes.engine.ScoringPlan` once, and runs it in isolation.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[TokenizedItem],
+        *,
+        model: Optional[str] = None,
+        logits_fn: Optional[LogitsFn] = None,
+        vocab_size: Optional[int] = None,
+        max_positions: Optional[int] = None,
+        truncation: Literal["error", "left"] = "error",
+        token_budget: int = 16384,
+    ) -> None:
+        self.items = list(items)
+        self.model_path = model
+        self.logits_fn = logits_fn
+        self.vocab_size = vocab_size
+        self.max_positions = max_positions
+        self.truncation = truncation
+        self.token_budget = token_budget
+        self.plan: Optional[ScoringPlan] = None
+        self._bound: Optional[nn.Module] = None
+
+    def bind(self, root: nn.Module) -> nn.Module:
+        """Resolve the language model inside ``root`` and build the plan (once per module)."""
+        module = resolve_module(root, self.model_path)
+        if self._bound is not module or self.plan is None:
+            self.plan = ScoringPlan(
+                self.items,
+                vocab_size=self.vocab_size or infer_vocab_size(module),
+                max_positions=self.max_positions or infer_max_positions(module),
+                truncation=self.truncation,
+                token_budget=self.token_budget,
+            )
+            self._forward = make_logits_fn(module, self.logits_fn)
+            self._bound = module
+        return module
+
+    def read(self, root: nn.Module) -> ItemScores:
+        """One isolated no-grad pass over every item; results stay on the model's device."""
+        module = self.bind(root)
+        assert self.plan is not None
+        device = _module_device(module)
+        with isolated_eval(module):
+            return self.plan.run(self._forward, device)
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    for b in module.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+class KeywordProbe(ProbeCallback):
+    """Records P(keyword | context) for every probe pair with the weights *before* each update.
+
+    The reading in ``on_before_optimizer_step`` while ``trainer.global_step == t`` is recorded as
+    step ``t``: the before-update reading of update ``t + 1`` and the after-update reading of
+    update ``t``. One more reading is taken when training ends, so the last update is seen. The
+    hook fires once per optimizer step (with gradient accumulation and manual optimization); with
+    several optimizers only the first call per step reads.
+
+    Each record holds, per pair (tensors of shape ``[n_pairs]``): ``p_first`` and ``logp_first``
+    (the first keyword token), ``logp_seq`` (the chained log-probability of all keyword tokens),
+    and ``rank`` (1-based rank of the first keyword token in the vocabulary).
+
+    Args:
+        pairs: a :class:`~probes.specs.ProbeSet`, or pairs / ``(name, context, keyword[, group])``
+            tuples to build one.
+        tokenizer: a Hugging Face tokenizer, a ``tokenizers.Tokenizer``, a callable
+            ``str -> list[int]``, or None when pairs are given as token ids.
+        name: namespace of this probe's metrics and its ``state_key``; give two instances
+            different names.
+        every_n_steps: read every this many optimizer steps (plus the final reading).
+        model: attribute path of the language model inside the LightningModule (e.g. ``"model"``);
+            None uses the LightningModule itself.
+        logits_fn: ``(module, input_ids, attention_mask) -> logits`` for models whose forward
+            does not fit; may return anything :func:`~probes.adapters.extract_logits` accepts.
+        separator: inserted between context and keyword when ``pairs`` is not a ProbeSet.
+        bos_id: token id prepended to every context (e.g. a BOS token), or None.
+        vocab_size, max_positions: override what is inferred from the model's config.
+        truncation: ``"error"`` for contexts too long for the model, or ``"left"`` to drop
+            leading context tokens with a warning.
+        token_budget: maximum padded tokens per forward micro-batch.
+        log_scalars: also log a few summary scalars through the Trainer's loggers.
+        threshold: probability under which a pair counts as surprising in the summary scalars.
+
+    Raises:
+        ValueError: invalid pairs, arguments, or tokenization (named in the message).
+
+    Example::
+
+        probe = KeywordProbe([("sand", "the colour of sand is", "yellow")], tokenizer, model="model")
+        trainer = Trainer(callbacks=[probe])
+    """
+
+    def __init__(
+        self,
+        pairs: Union[ProbeSet, Iterable[Union[ProbePair, Sequence[Any]]]],
+        tokenizer: Any = None,
+        *,
+        name: str = "keyword",
+        every_n_steps: int = 1,
+        model: Optional[str] = None,
+        logits_fn: Optional[LogitsFn] = None,
+        separator: str = " ",
+        bos_id: Optional[int] = None,
+        vocab_size: Optional[int] = None,
+        max_positions: Optional[int] = None,
+        truncation: Literal["error", "left"] = "error",
+        token_budget: int = 16384,
+        log_scalars: bool = True,
+        threshold: float = 1e-3,
+    ) -> None:
+        super().__init__(name)
+        if not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 1:
+            raise ValueError(f"Expected `every_n_steps` to be a positive int, got {every_n_steps!r}.")
+        if not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
+            raise ValueError(f"Expected `threshold` in (0, 1), got {threshold!r}.")
+        self.probe_set = pairs if isinstance(pairs, ProbeSet) else ProbeSet(pairs, separator=separator)
+        self.items = tokenize_pairs(self.probe_set, as_encoder(tokenizer), bos_id=bos_id)
+        self.reader = ModelReader(
+            self.items,
+            model=model,
+            logits_fn=logits_fn,
+            vocab_size=vocab_size,
+            max_positions=max_positions,
+            truncation=truncation,
+            token_budget=token_budget,
+        )
+        self.every_n_steps = every_n_steps
+        self.log_scalars = log_scalars
+        self.threshold = float(threshold)
+        self._last_step = -1
+        self._n_readings = 0
+
+    @override
+    def describe(self) -> Mapping[str, Any]:
+        return {
+            **super().describe(),
+            "probe_set": self.probe_set.to_json(),
+            "tokens": {it.name: {"context_len": len(it.context), "keyword": list(it.target)} for it in self.items},
+            "metrics": {
+                "p_first": "P(first keyword token | context)",
+                "logp_first": "ln P(first keyword token | context)",
+                "logp_seq": "ln P(all keyword tokens | context), chained",
+                "rank": "1-based rank of the first keyword token in the vocabulary",
+            },
+            "every_n_steps": self.every_n_steps,
+            "threshold": self.threshold,
+        }
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.reader.bind(pl_module)  # validates vocabulary and lengths before training starts
+
+    def read(self, module: nn.Module) -> ItemScores:
+        """Score every pair against ``module`` now (no Trainer needed)."""
+        return self.reader.read(module)
+
+    def take_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, log: bool) -> None:
+        step = trainer.global_step
+        scores = self.read(pl_module)
+        self._last_step = step
+        self._n_readings += 1
+        self.emit(
+            step,
+            {"p_first": scores.p_first, "logp_first": scores.logp_first, "logp_seq": scores.logp_seq, "rank": scores.rank},
+            epoch=trainer.current_epoch,
+        )
+        if log and self.log_scalars and trainer.loggers:
+            prefix = f"probes/{self.source}"
+            pl_module.log(f"{prefix}/mean_log10_p_first", scores.logp_first.mean() / math.log(10), on_step=True, on_epoch=False, batch_size=1)
+            pl_module.log(f"{prefix}/mean_logp_seq", scores.logp_seq.mean(), on_step=True, on_epoch=False, batch_size=1)
+            pl_module.log(
+                f"{prefix}/frac_below_threshold",
+                (scores.p_first < self.threshold).float().mean(),
+                on_step=True,
+                on_epoch=False,
+                batch_size=1,
+            )
+
+    @override
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+        step = trainer.global_step
+        if step == self._last_step or step % self.every_n_steps != 0:
+            return
+        self.take_reading(trainer, pl_module, log=True)
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step != self._last_step:
+            self.take_reading(trainer, pl_module, log=False)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": _STATE_VERSION, "last_step": self._last_step, "n_readings": self._n_readings}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        version = state_dict.get("version", 0)
+        if version > _STATE_VERSION:
+            rank_zero_warn(f"{self.state_key}: checkpoint state version {version} is newer than this library's {_STATE_VERSION}.")
+        self._last_step = int(state_dict.get("last_step", -1))
+        self._n_readings = int(state_dict.get("n_readings", 0))

@@ -1,0 +1,1 @@
+"""Subcommands of the ``probes`` CLI, one module each (see :mod:`probes.cli`)."""

@@ -1,0 +1,63 @@
+"""The one record type every probe emits, and the sink protocol that consumes records.
+
+A :class:`Record` is a global optimizer step plus named tensors. The step is the number of
+optimizer updates the weights had received when they were read: a reading taken in
+``on_before_optimizer_step`` while ``trainer.global_step == t`` is recorded as step ``t``, which
+is the *before* reading of update ``t + 1`` and the *after* reading of update ``t``.
+
+Tensors may live on any device; sinks move them to the host in bulk, never one ``.item()`` at a
+time. Within one ``source`` every record carries the same tensor names with the same shapes, so a
+sink can stack them along the step axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["Record", "RecordSink"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One reading of one probe.
+
+    Args:
+        step: optimizer updates applied to the weights that were read (see module docstring).
+        source: the emitting probe's namespace, for example ``"keyword"``; unique per callback.
+        tensors: metric name -> tensor of a shape fixed for that name within ``source``.
+        epoch: the trainer's epoch when the reading was taken, or -1 when unknown.
+    """
+
+    step: int
+    source: str
+    tensors: Mapping[str, torch.Tensor]
+    epoch: int = -1
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        """Fully qualified metric names, ``"{source}/{name}"``, in insertion order."""
+        return [f"{self.source}/{name}" for name in self.tensors]
+
+    def to_host(self) -> Record:
+        """A copy whose tensors are detached CPU tensors (one bulk transfer per tensor)."""
+        host = {k: v.detach().to("cpu", non_blocking=False) for k, v in self.tensors.items()}
+        return Record(self.step, self.source, host, self.epoch, dict(self.extra))
+
+
+@runtime_checkable
+class RecordSink(Protocol):
+    """Anything that consumes records: the run log, the live console, a test collector.
+
+    ``describe`` is the probe's JSON-serialisable definition (pairs, samples, formats), handed to
+    the sink once per source before that source's first record.
+    """
+
+    def register_source(self, source: str, describe: Mapping[str, Any]) -> None: ...
+
+    def write(self, record: Record) -> None: ...
+
+    def flush(self) -> None: ...
