@@ -16,10 +16,10 @@ __all__ = [
     "LogitsFn",
     "as_encoder",
     "extract_logits",
+    "infer_max_positions",
+    "infer_vocab_size",
     "make_logits_fn",
     "resolve_module",
-    "infer_vocab_size",
-    "infer_max_positions",
 ]
 
 Encoder = Callable[[str], list[int]]
@@ -50,8 +50,7 @@ def as_encoder(tokenizer: Any) -> Optional[Encoder]:
             ids = list(out)
             if not all(isinstance(i, int) for i in ids):
                 raise ValueError(
-                    f"Tokenizer returned {type(out).__name__} for {text!r}; expected a sequence of"
-                    " int token ids."
+                    f"Tokenizer returned {type(out).__name__} for {text!r}; expected a sequence of int token ids."
                 )
             return ids
 
@@ -84,9 +83,7 @@ def _accepts_attention_mask(module: nn.Module) -> bool:
         params = inspect.signature(module.forward).parameters
     except (TypeError, ValueError):
         return False
-    return "attention_mask" in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-    )
+    return "attention_mask" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def make_logits_fn(

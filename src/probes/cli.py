@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 # Order is the order shown in --help.
 SUBCOMMANDS = ("demo",)

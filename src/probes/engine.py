@@ -33,8 +33,8 @@ __all__ = [
     "ScoringPlan",
     "TokenizedItem",
     "isolated_eval",
-    "tokenize_pairs",
     "split_at_boundary",
+    "tokenize_pairs",
 ]
 
 Forward = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
@@ -199,8 +199,9 @@ class ScoringPlan:
             if max_positions is not None and len(row) > max_positions:
                 if truncation == "error" or len(it.target) > max_positions:
                     raise ValueError(
-                        f"Item {it.name!r}: context+keyword is {len(row)} tokens, longer than the"
-                        f" model's {max_positions} positions. Shorten the context, or pass"
+                        f"Item {it.name!r}: context ({len(it.context)} tokens) + keyword"
+                        f" ({len(it.target)} tokens) needs {len(row)} positions, more than the"
+                        f" model's {max_positions}. Shorten the context, or pass"
                         " truncation='left' to drop its leading tokens."
                     )
                 drop = len(row) - max_positions
@@ -211,7 +212,8 @@ class ScoringPlan:
         if self.truncated:
             warnings.warn(
                 f"Left-truncated the context of {len(self.truncated)} item(s) to fit"
-                f" {max_positions} positions: {self.truncated[:5]}", stacklevel=2,
+                f" {max_positions} positions: {self.truncated[:5]}",
+                stacklevel=2,
             )
 
         # Prefix deduplication: in lexicographic order a row that is a prefix of any other row is
@@ -351,9 +353,7 @@ def isolated_eval(module: nn.Module) -> Iterator[None]:
     """
     modes = [(m, m.training) for m in module.modules()]
     cpu_state = torch.get_rng_state()
-    cuda_states = (
-        torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    )
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     try:
         module.eval()
         with torch.no_grad():

@@ -18,9 +18,7 @@ TextOrIds = Union[str, tuple[int, ...]]
 def _as_text_or_ids(value: object, what: str, pair: str) -> TextOrIds:
     if isinstance(value, str):
         return value
-    if isinstance(value, (list, tuple)) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return tuple(int(v) for v in value)
     try:  # torch / numpy integer vectors
         import torch
@@ -122,8 +120,7 @@ class ProbeSet:
                 converted.append(ProbePair(*p))  # type: ignore[arg-type]
             else:
                 raise ValueError(
-                    f"Probe pair #{i}: expected a ProbePair or a (name, context, keyword[, group])"
-                    f" tuple, got {p!r}."
+                    f"Probe pair #{i}: expected a ProbePair or a (name, context, keyword[, group]) tuple, got {p!r}."
                 )
         if not converted:
             raise ValueError("Expected at least one probe pair, got none.")

@@ -31,8 +31,7 @@ class ProbeCallback(Callback):
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source or "/" in source:
             raise ValueError(
-                f"Expected `name` to be a non-empty string without '/', got {source!r}."
-                " Pass e.g. name='keyword'."
+                f"Expected `name` to be a non-empty string without '/', got {source!r}. Pass e.g. name='keyword'."
             )
         self.source = source
         self.history: list[Record] = []

@@ -196,12 +196,23 @@ class KeywordProbe(ProbeCallback):
         self._n_readings += 1
         self.emit(
             step,
-            {"p_first": scores.p_first, "logp_first": scores.logp_first, "logp_seq": scores.logp_seq, "rank": scores.rank},
+            {
+                "p_first": scores.p_first,
+                "logp_first": scores.logp_first,
+                "logp_seq": scores.logp_seq,
+                "rank": scores.rank,
+            },
             epoch=trainer.current_epoch,
         )
         if log and self.log_scalars and trainer.loggers:
             prefix = f"probes/{self.source}"
-            pl_module.log(f"{prefix}/mean_log10_p_first", scores.logp_first.mean() / math.log(10), on_step=True, on_epoch=False, batch_size=1)
+            pl_module.log(
+                f"{prefix}/mean_log10_p_first",
+                scores.logp_first.mean() / math.log(10),
+                on_step=True,
+                on_epoch=False,
+                batch_size=1,
+            )
             pl_module.log(f"{prefix}/mean_logp_seq", scores.logp_seq.mean(), on_step=True, on_epoch=False, batch_size=1)
             pl_module.log(
                 f"{prefix}/frac_below_threshold",
@@ -212,7 +223,9 @@ class KeywordProbe(ProbeCallback):
             )
 
     @override
-    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
         step = trainer.global_step
         if step == self._last_step or step % self.every_n_steps != 0:
             return
@@ -231,6 +244,8 @@ class KeywordProbe(ProbeCallback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         version = state_dict.get("version", 0)
         if version > _STATE_VERSION:
-            rank_zero_warn(f"{self.state_key}: checkpoint state version {version} is newer than this library's {_STATE_VERSION}.")
+            rank_zero_warn(
+                f"{self.state_key}: checkpoint state version {version} is newer than this library's {_STATE_VERSION}."
+            )
         self._last_step = int(state_dict.get("last_step", -1))
         self._n_readings = int(state_dict.get("n_readings", 0))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["THEMES", "Theme", "make_corpus", "fact", "WindowDataset"]
+__all__ = ["THEMES", "Theme", "WindowDataset", "fact", "make_corpus"]
 
 
 class Theme:
@@ -35,25 +35,46 @@ THEMES: tuple[Theme, ...] = (
         "colour",
         "the colour of {subject} is",
         {
-            "sand": "yellow", "the sky": "blue", "grass": "green", "snow": "white",
-            "coal": "black", "blood": "red", "a lemon": "yellow", "the sea": "blue",
-            "a leaf": "green", "milk": "white", "a cherry": "red", "the night": "black",
+            "sand": "yellow",
+            "the sky": "blue",
+            "grass": "green",
+            "snow": "white",
+            "coal": "black",
+            "blood": "red",
+            "a lemon": "yellow",
+            "the sea": "blue",
+            "a leaf": "green",
+            "milk": "white",
+            "a cherry": "red",
+            "the night": "black",
         },
     ),
     Theme(
         "taste",
         "the taste of {subject} is",
         {
-            "honey": "sweet", "a lemon": "sour", "salt": "salty", "coffee": "bitter",
-            "sugar": "sweet", "vinegar": "sour", "the sea": "salty", "dark chocolate": "bitter",
+            "honey": "sweet",
+            "a lemon": "sour",
+            "salt": "salty",
+            "coffee": "bitter",
+            "sugar": "sweet",
+            "vinegar": "sour",
+            "the sea": "salty",
+            "dark chocolate": "bitter",
         },
     ),
     Theme(
         "sound",
         "the sound of {subject} is",
         {
-            "a dog": "loud", "the wind": "soft", "thunder": "loud", "a whisper": "soft",
-            "a drum": "loud", "the rain": "soft", "a bell": "clear", "a flute": "clear",
+            "a dog": "loud",
+            "the wind": "soft",
+            "thunder": "loud",
+            "a whisper": "soft",
+            "a drum": "loud",
+            "the rain": "soft",
+            "a bell": "clear",
+            "a flute": "clear",
         },
     ),
 )

@@ -15,7 +15,7 @@ from probes.demos.corpus import WindowDataset, make_corpus
 from probes.demos.tiny_gpt import GPTConfig, TinyGPT
 from probes.demos.tokenizer import ByteTokenizer
 
-__all__ = ["TinyLM", "lm_loss", "corpus_loader"]
+__all__ = ["TinyLM", "corpus_loader", "lm_loss"]
 
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -95,7 +95,7 @@ class TinyGPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        B, T = input_ids.shape
+        _, T = input_ids.shape
         if T > self.config.block_size:
             raise ValueError(f"Sequence of {T} tokens exceeds block_size {self.config.block_size}.")
         pos = torch.arange(T, device=input_ids.device)
