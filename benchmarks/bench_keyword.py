@@ -91,8 +91,12 @@ def run(quick: bool = False) -> dict[str, float]:
     probe = _TimedProbe(pairs, tok, model="model", log_scalars=False)
     module = TinyLM()
     trainer = pl.Trainer(
-        max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[probe],
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[probe],
     )
     trainer.fit(module, corpus_loader(n_windows=16 * steps, batch_size=16, block_size=64))
     warm = 3
@@ -130,8 +134,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps (CI smoke)")
     r = run(quick=parser.parse_args().quick)
-    print(f"KeywordProbe, tiny LM, {int(r['pairs'])} pairs -> {int(r['forward_rows'])} rows,"
-          f" {int(r['forward_tokens'])} padded tokens per pass")
+    print(
+        f"KeywordProbe, tiny LM, {int(r['pairs'])} pairs -> {int(r['forward_rows'])} rows,"
+        f" {int(r['forward_tokens'])} padded tokens per pass"
+    )
     print(f"  probe per step       {r['probe_ms_per_step']:8.2f} ms")
     print(f"  floor (bare forward) {r['floor_ms']:8.2f} ms")
     print(f"  naive per step       {r['naive_ms_per_step']:8.2f} ms")

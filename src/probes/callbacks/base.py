@@ -69,5 +69,24 @@ class ProbeCallback(Callback):
         return [r.step for r in rows], values
 
     @staticmethod
+    def probe_shard(trainer: pl.Trainer) -> tuple[int, int]:
+        """(rank, world size) over which to shard a probe set.
+
+        Plain data parallelism (DDP) shards: each rank scores its slice and the slices are gathered.
+        Sharded-parameter strategies (FSDP, DeepSpeed, model parallel) run collectives inside the
+        forward, so every rank must run the same forwards: there the probe set is not sharded.
+        """
+        from lightning.pytorch.strategies import DDPStrategy
+
+        if trainer.world_size > 1 and isinstance(trainer.strategy, DDPStrategy):
+            return trainer.global_rank, trainer.world_size
+        return 0, 1
+
+    @staticmethod
+    def gather_fn(trainer: pl.Trainer):  # type: ignore[no-untyped-def]
+        """``tensor -> [world_size, *shape]`` through the trainer's strategy (all ranks must call)."""
+        return lambda t: trainer.strategy.all_gather(t)
+
+    @staticmethod
     def probe_callbacks(trainer: pl.Trainer) -> list[ProbeCallback]:
         return [cb for cb in trainer.callbacks if isinstance(cb, ProbeCallback)]  # type: ignore[attr-defined]

@@ -12,74 +12,15 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 from typing_extensions import override
 
-from probes.adapters import LogitsFn, as_encoder, infer_max_positions, infer_vocab_size, make_logits_fn, resolve_module
+from probes.adapters import LogitsFn, as_encoder
 from probes.callbacks.base import ProbeCallback
-from probes.engine import ItemScores, ScoringPlan, TokenizedItem, isolated_eval, tokenize_pairs
+from probes.engine import ItemScores, tokenize_pairs
+from probes.model_reader import ModelReader
 from probes.specs import ProbePair, ProbeSet
 
 __all__ = ["KeywordProbe", "ModelReader"]
 
 _STATE_VERSION = 1
-
-
-class ModelReader:
-    """Scores a fixed list of tokenized items against a module: the shared core of every probe.
-
-    Resolves the language model inside a LightningModule, infers its vocabulary and maximum
-    length, builds the :class:`~probes.engine.ScoringPlan` once, and runs it in isolation.
-    """
-
-    def __init__(
-        self,
-        items: Sequence[TokenizedItem],
-        *,
-        model: Optional[str] = None,
-        logits_fn: Optional[LogitsFn] = None,
-        vocab_size: Optional[int] = None,
-        max_positions: Optional[int] = None,
-        truncation: Literal["error", "left"] = "error",
-        token_budget: int = 16384,
-    ) -> None:
-        self.items = list(items)
-        self.model_path = model
-        self.logits_fn = logits_fn
-        self.vocab_size = vocab_size
-        self.max_positions = max_positions
-        self.truncation = truncation
-        self.token_budget = token_budget
-        self.plan: Optional[ScoringPlan] = None
-        self._bound: Optional[nn.Module] = None
-
-    def bind(self, root: nn.Module) -> nn.Module:
-        """Resolve the language model inside ``root`` and build the plan (once per module)."""
-        module = resolve_module(root, self.model_path)
-        if self._bound is not module or self.plan is None:
-            self.plan = ScoringPlan(
-                self.items,
-                vocab_size=self.vocab_size or infer_vocab_size(module),
-                max_positions=self.max_positions or infer_max_positions(module),
-                truncation=self.truncation,
-                token_budget=self.token_budget,
-            )
-            self._forward = make_logits_fn(module, self.logits_fn)
-            self._bound = module
-        return module
-
-    def read(self, root: nn.Module) -> ItemScores:
-        """One isolated no-grad pass over every item; results stay on the model's device."""
-        module = self.bind(root)
-        assert self.plan is not None
-        device = _module_device(module)
-        with isolated_eval(module):
-            return self.plan.run(self._forward, device)
-
-
-def _module_device(module: nn.Module) -> torch.device:
-    for p in module.parameters():
-        return p.device
-    for b in module.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 class KeywordProbe(ProbeCallback):
@@ -183,7 +124,8 @@ class KeywordProbe(ProbeCallback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.reader.bind(pl_module)  # validates vocabulary and lengths before training starts
+        rank, world = self.probe_shard(trainer)
+        self.reader.bind(pl_module, rank=rank, world_size=world)  # validates every pair before training
 
     def read(self, module: nn.Module) -> ItemScores:
         """Score every pair against ``module`` now (no Trainer needed)."""
@@ -191,7 +133,7 @@ class KeywordProbe(ProbeCallback):
 
     def take_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, log: bool) -> None:
         step = trainer.global_step
-        scores = self.read(pl_module)
+        scores = self.reader.read(pl_module, gather=self.gather_fn(trainer))
         self._last_step = step
         self._n_readings += 1
         self.emit(

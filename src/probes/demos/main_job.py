@@ -20,7 +20,7 @@ from probes.demos.corpus import THEMES
 from probes.demos.lm import TinyLM, corpus_loader
 from probes.demos.tokenizer import ByteTokenizer
 
-__all__ = ["DemoConfig", "run_demo", "demo_pairs"]
+__all__ = ["DemoConfig", "demo_pairs", "run_demo"]
 
 
 @dataclass
@@ -62,7 +62,9 @@ def run_demo(cfg: DemoConfig, console: Optional[Console] = None) -> KeywordProbe
     trainer.fit(module, corpus_loader(n_windows=16 * cfg.steps, batch_size=16, block_size=64, seed=cfg.seed))
     elapsed = time.perf_counter() - t0
     console.print(table_of_changes(probe))
-    console.print(f"trained {trainer.global_step} optimizer steps in {elapsed:.1f} s; {len(probe.history)} probe readings")
+    console.print(
+        f"trained {trainer.global_step} optimizer steps in {elapsed:.1f} s; {len(probe.history)} probe readings"
+    )
     return probe
 
 

@@ -1,0 +1,132 @@
+"""``ModelReader``: score a fixed list of tokenized items against a model, the core every probe
+shares. Optionally sharded across data-parallel ranks. No Lightning import here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal, Optional
+
+import torch
+from torch import nn
+
+from probes.adapters import LogitsFn, infer_max_positions, infer_vocab_size, make_logits_fn, resolve_module
+from probes.engine import ItemScores, ScoringPlan, TokenizedItem, isolated_eval
+
+__all__ = ["Gather", "ModelReader", "module_device"]
+
+Gather = Callable[[torch.Tensor], torch.Tensor]
+"""All-gather across ranks: a tensor of the same shape on every rank -> ``[world_size, *shape]``."""
+
+
+def module_device(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    for b in module.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+class ModelReader:
+    """Resolves the language model inside a (Lightning) module, infers its vocabulary and maximum
+    length, builds the :class:`~probes.engine.ScoringPlan` once, and runs it in isolation.
+
+    With ``world_size > 1`` (set by :meth:`bind`) each rank scores items ``rank, rank + W, ...``
+    and :meth:`read` all-gathers the shards (one collective per reading) and re-interleaves them,
+    so every rank returns the scores of all items in their original order. Every rank must call
+    :meth:`read` the same number of times.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[TokenizedItem],
+        *,
+        model: Optional[str] = None,
+        logits_fn: Optional[LogitsFn] = None,
+        vocab_size: Optional[int] = None,
+        max_positions: Optional[int] = None,
+        truncation: Literal["error", "left"] = "error",
+        token_budget: int = 16384,
+    ) -> None:
+        self.items = list(items)
+        self.model_path = model
+        self.logits_fn = logits_fn
+        self.vocab_size = vocab_size
+        self.max_positions = max_positions
+        self.truncation = truncation
+        self.token_budget = token_budget
+        self.plan: Optional[ScoringPlan] = None
+        self.rank = 0
+        self.world_size = 1
+        self._bound: Optional[nn.Module] = None
+        self._key: tuple[int, int] = (0, 1)
+
+    def bind(self, root: nn.Module, *, rank: int = 0, world_size: int = 1) -> nn.Module:
+        """Resolve the language model inside ``root`` and build this rank's plan (once per module)."""
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"Expected 0 <= rank < world_size, got rank={rank}, world_size={world_size}.")
+        module = resolve_module(root, self.model_path)
+        if self._bound is not module or self._key != (rank, world_size):
+            vocab = self.vocab_size or infer_vocab_size(module)
+            positions = self.max_positions or infer_max_positions(module)
+            # validate every item on every rank, so errors do not depend on the world size
+            full = ScoringPlan(
+                self.items,
+                vocab_size=vocab,
+                max_positions=positions,
+                truncation=self.truncation,
+                token_budget=self.token_budget,
+            )
+            shard = self.items[rank::world_size]
+            if world_size == 1:
+                self.plan = full
+            elif shard:
+                self.plan = ScoringPlan(
+                    shard,
+                    vocab_size=vocab,
+                    max_positions=positions,
+                    truncation=self.truncation,
+                    token_budget=self.token_budget,
+                )
+            else:
+                self.plan = None  # more ranks than items: this rank only joins the gather
+            self._forward = make_logits_fn(module, self.logits_fn)
+            self._bound = module
+            self._key = (rank, world_size)
+            self.rank, self.world_size = rank, world_size
+        return module
+
+    def read(self, root: nn.Module, *, gather: Optional[Gather] = None) -> ItemScores:
+        """One isolated no-grad pass; results stay on the model's device.
+
+        Args:
+            root: the module holding the language model (see ``model=``).
+            gather: required when bound with ``world_size > 1``; e.g. a Lightning strategy's
+                ``all_gather``.
+        """
+        module = self.bind(root, rank=self.rank, world_size=self.world_size)
+        device = module_device(module)
+        if self.plan is not None:
+            with isolated_eval(module):
+                local = self.plan.run(self._forward, device)
+        if self.world_size == 1:
+            return local
+        if gather is None:
+            raise ValueError("This reader is sharded across ranks; pass `gather=` (e.g. strategy.all_gather).")
+        n, w = len(self.items), self.world_size
+        per_rank = math.ceil(n / w)
+        packed = torch.full((3, per_rank), float("nan"), dtype=torch.float64, device=device)
+        if self.plan is not None:
+            k = len(self.plan.items)
+            packed[0, :k] = local.logp_first.double()
+            packed[1, :k] = local.logp_seq.double()
+            packed[2, :k] = local.rank.double()  # exact: ranks are far below 2**53
+        gathered = gather(packed)  # [W, 3, per_rank]; item i lives at [i % W, :, i // W]
+        flat = gathered.permute(1, 2, 0).reshape(3, per_rank * w)[:, :n]
+        return ItemScores(
+            logp_first=flat[0].float(),
+            logp_seq=flat[1].float(),
+            rank=flat[2].round().long(),
+            n_tokens=torch.tensor([len(it.target) for it in self.items], device=device),
+        )
