@@ -27,22 +27,28 @@ def _items(n: int) -> list[TokenizedItem]:
     ]
 
 
-def _worker(rank: int, world: int, port: int, n_items: int, out: str) -> None:
+N_ITEMS = (11, 1)  # uneven shards; more ranks than items
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(0)
     model = TinyGPT(GPTConfig(n_layer=1, n_embd=32, n_head=2, block_size=32))
-    reader = ModelReader(_items(n_items))
-    reader.bind(model, rank=rank, world_size=world)
 
     def gather(t: torch.Tensor) -> torch.Tensor:
         parts = [torch.empty_like(t) for _ in range(world)]
         dist.all_gather(parts, t)
         return torch.stack(parts)
 
-    s = reader.read(model, gather=gather)
+    results = {}
+    for n in N_ITEMS:
+        reader = ModelReader(_items(n))
+        reader.bind(model, rank=rank, world_size=world)
+        s = reader.read(model, gather=gather)
+        results.update({f"{n}/logp_first": s.logp_first, f"{n}/logp_seq": s.logp_seq, f"{n}/rank": s.rank})
     if rank == 0:
-        torch.save({"logp_first": s.logp_first, "logp_seq": s.logp_seq, "rank": s.rank}, out)
+        torch.save(results, out)
     dist.destroy_process_group()
 
 
@@ -53,14 +59,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("n_items", [11, 1])  # uneven shards; more ranks than items
-def test_sharded_read_equals_single_process(tmp_path, n_items):
+def test_sharded_read_equals_single_process(tmp_path):
     out = str(tmp_path / "scores.pt")
-    mp.start_processes(_worker, args=(2, _free_port(), n_items, out), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=True, start_method="spawn")
     got = torch.load(out, weights_only=True)
     torch.manual_seed(0)
     model = TinyGPT(GPTConfig(n_layer=1, n_embd=32, n_head=2, block_size=32))
-    ref = ModelReader(_items(n_items)).read(model)
-    assert torch.allclose(got["logp_first"], ref.logp_first, atol=1e-6)
-    assert torch.allclose(got["logp_seq"], ref.logp_seq, atol=1e-6)
-    assert torch.equal(got["rank"], ref.rank)
+    for n in N_ITEMS:
+        ref = ModelReader(_items(n)).read(model)
+        assert torch.allclose(got[f"{n}/logp_first"], ref.logp_first, atol=1e-6)
+        assert torch.allclose(got[f"{n}/logp_seq"], ref.logp_seq, atol=1e-6)
+        assert torch.equal(got[f"{n}/rank"], ref.rank)
