@@ -1,0 +1,303 @@
+"""Parsing and validating one shard file, and lazy access to its tensors.
+
+The header is parsed here (not by the safetensors library) so that every defect becomes a
+:class:`~probes.runlog.errors.CorruptShardError` naming the file, sizes are capped before anything
+is allocated, and data is read through a read-only memory map. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from probes.runlog import format as fmt
+from probes.runlog.errors import CorruptShardError, UnsupportedSchemaError
+
+__all__ = ["DEFAULT_MAX_HEADER_BYTES", "Shard", "SourceBlock", "TensorEntry"]
+
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024 * 1024
+"""Largest safetensors header (JSON, metadata included) the reader accepts: 64 MiB."""
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where one tensor lives in a shard: dtype, shape and byte range in the data section."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+    crc: int
+
+
+@dataclass(frozen=True)
+class SourceBlock:
+    """The records of one source inside a shard: their index arrays and metric names."""
+
+    n: int
+    metrics: tuple[str, ...]
+    describe: Mapping[str, Any]
+    steps: np.ndarray
+    epochs: np.ndarray
+    times: np.ndarray
+
+
+class Shard:
+    """A validated shard file. Construct with :meth:`open`.
+
+    Attributes:
+        path: the file.
+        seq, timeline, parent, fork_step: position in the run (see ``docs/runlog.md``).
+        status: ``"running"``, or the writer's final status on the last shard it wrote.
+        created: wall-clock time of the flush that wrote it.
+        run: the run information dictionary.
+        sources: source name -> :class:`SourceBlock`.
+        entries: tensor name -> :class:`TensorEntry`.
+    """
+
+    def __init__(self) -> None:  # use Shard.open
+        self.path = Path()
+        self.size = 0
+        self.data_start = 0
+        self.schema = fmt.SCHEMA_VERSION
+        self.seq = self.timeline = 0
+        self.parent = self.fork_step = -1
+        self.status = "running"
+        self.created = 0.0
+        self.run: dict[str, Any] = {}
+        self.sources: dict[str, SourceBlock] = {}
+        self.entries: dict[str, TensorEntry] = {}
+        self._verified: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Shard({self.path.name}, records={self.n_records}, status={self.status!r})"
+
+    @property
+    def n_records(self) -> int:
+        return sum(b.n for b in self.sources.values())
+
+    # ------------------------------------------------------------------ parsing
+    @classmethod
+    def open(cls, path: os.PathLike[str] | str, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> Shard:
+        """Read and validate the header, metadata and index arrays of ``path``.
+
+        Raises:
+            CorruptShardError: the file is truncated, corrupted, or not a run-log shard.
+            UnsupportedSchemaError: written by a newer schema version.
+            OSError: the file cannot be opened.
+        """
+        self = cls()
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            self.size = os.fstat(f.fileno()).st_size
+            header = self._read_header(f, max_header_bytes)
+            meta = self._check_metadata(header)
+            self._check_entries(header, meta)
+            self._read_sources(f, meta)
+        return self
+
+    def _bad(self, problem: str) -> CorruptShardError:
+        return CorruptShardError(self.path, problem)
+
+    def _read_header(self, f: Any, cap: int) -> dict[str, Any]:
+        if self.size < 8:
+            raise self._bad(f"the file is {self.size} bytes, shorter than the 8-byte header length (truncated)")
+        n = int.from_bytes(f.read(8), "little")
+        if n > cap:
+            raise self._bad(
+                f"the header claims {n} bytes, over the cap of {cap} bytes"
+                " (pass max_header_bytes=... if a legitimate shard is that large)"
+            )
+        if n > self.size - 8:
+            raise self._bad(f"truncated: the header claims {n} bytes but only {self.size - 8} follow")
+        raw = f.read(n)
+        try:
+            header = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise self._bad(f"the header is not valid JSON ({type(e).__name__}: {str(e)[:160]})") from None
+        if not isinstance(header, dict):
+            raise self._bad(f"the header is a JSON {type(header).__name__}, not an object")
+        self.data_start = 8 + n
+        return header
+
+    def _check_metadata(self, header: dict[str, Any]) -> dict[str, Any]:
+        meta = header.get("__metadata__")
+        if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+            raise self._bad("no string-to-string __metadata__: not a probes run-log shard")
+        if meta.get(fmt.K_FORMAT) != json.dumps(fmt.FORMAT_NAME):
+            raise self._bad(f"metadata format is {meta.get(fmt.K_FORMAT)!r}, not a probes run-log shard")
+        try:
+            crc = int(meta[fmt.K_CRC])
+        except (KeyError, ValueError):
+            raise self._bad("the metadata checksum (crc32) is missing or not an integer") from None
+        if crc != fmt.canonical_crc(meta):
+            raise self._bad("the metadata checksum does not match (corrupted header)")
+        parsed: dict[str, Any] = {}
+        for key in fmt.REQUIRED_KEYS:
+            if key not in meta:
+                raise self._bad(f"metadata key {key!r} is missing")
+            try:
+                parsed[key] = json.loads(meta[key])
+            except (ValueError, RecursionError):
+                raise self._bad(f"metadata key {key!r} is not valid JSON") from None
+        schema = parsed[fmt.K_SCHEMA]
+        if not _is_int(schema) or schema < 1:
+            raise self._bad(f"schema version {schema!r} is not a positive integer")
+        if schema > fmt.SCHEMA_VERSION:
+            raise UnsupportedSchemaError(self.path, schema, fmt.SCHEMA_VERSION)
+        self.schema = schema
+        for key in (fmt.K_SEQ, fmt.K_TIMELINE, fmt.K_PARENT, fmt.K_FORK):
+            if not _is_int(parsed[key]):
+                raise self._bad(f"metadata {key!r} is {parsed[key]!r}, not an integer")
+        self.seq, self.timeline = parsed[fmt.K_SEQ], parsed[fmt.K_TIMELINE]
+        self.parent, self.fork_step = parsed[fmt.K_PARENT], parsed[fmt.K_FORK]
+        if self.seq < 0 or self.timeline < 0 or not (-1 <= self.parent < self.timeline):
+            raise self._bad(f"inconsistent seq/timeline/parent {self.seq}/{self.timeline}/{self.parent}")
+        named = fmt.parse_shard_name(self.path.name)
+        if named is not None and named != (self.seq, self.timeline):
+            raise self._bad(
+                f"the file name says seq {named[0]} timeline {named[1]} but the metadata says"
+                f" seq {self.seq} timeline {self.timeline}"
+            )
+        if parsed[fmt.K_STATUS] not in fmt.STATUSES:
+            raise self._bad(f"unknown status {parsed[fmt.K_STATUS]!r}")
+        self.status = parsed[fmt.K_STATUS]
+        if not isinstance(parsed[fmt.K_CREATED], (int, float)) or isinstance(parsed[fmt.K_CREATED], bool):
+            raise self._bad("metadata 'created' is not a number")
+        self.created = float(parsed[fmt.K_CREATED])
+        for key in (fmt.K_RUN, fmt.K_SOURCES, fmt.K_TENSORS):
+            if not isinstance(parsed[key], dict):
+                raise self._bad(f"metadata {key!r} is not a JSON object")
+        self.run = parsed[fmt.K_RUN]
+        return parsed
+
+    def _check_entries(self, header: dict[str, Any], meta: dict[str, Any]) -> None:
+        data_len = self.size - self.data_start
+        declared = meta[fmt.K_TENSORS]
+        names = [k for k in header if k != "__metadata__"]
+        if set(names) != set(declared):
+            extra = sorted(set(names) ^ set(declared))[:3]
+            raise self._bad(f"the tensor list does not match the metadata (differs at {extra})")
+        for name in names:
+            info = header[name]
+            if not isinstance(info, dict):
+                raise self._bad(f"tensor {name!r}: header entry is not an object")
+            dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+            if dtype not in fmt.DTYPES:
+                raise self._bad(f"tensor {name!r}: unsupported dtype {dtype!r}")
+            if (
+                not isinstance(shape, list)
+                or len(shape) > fmt.MAX_DIMS
+                or not all(_is_int(d) and d >= 0 for d in shape)
+            ):
+                raise self._bad(f"tensor {name!r}: invalid shape {str(shape)[:80]}")
+            if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
+                raise self._bad(f"tensor {name!r}: invalid data_offsets {str(offsets)[:80]}")
+            begin, end = offsets
+            if not 0 <= begin <= end:
+                raise self._bad(f"tensor {name!r}: invalid data_offsets {offsets}")
+            if end > data_len:
+                raise self._bad(
+                    f"truncated: tensor {name!r} ends at byte {end} of the data section,"
+                    f" which has only {data_len} bytes"
+                )
+            itemsize = np.dtype(fmt.DTYPES[dtype][0]).itemsize
+            if math.prod(shape) * itemsize != end - begin:
+                raise self._bad(f"tensor {name!r}: shape {shape} x {itemsize} bytes does not fill {end - begin} bytes")
+            spec = declared[name]
+            if not (isinstance(spec, list) and len(spec) == 3 and spec[:2] == [dtype, shape] and _is_int(spec[2])):
+                raise self._bad(f"tensor {name!r}: header dtype/shape {dtype}{shape} disagree with the metadata")
+            self.entries[name] = TensorEntry(dtype, tuple(shape), begin, end, spec[2])
+
+    def _read_sources(self, f: Any, meta: dict[str, Any]) -> None:
+        sources = meta[fmt.K_SOURCES]
+        owned: set[str] = set()
+        for source, block in sources.items():
+            if not isinstance(block, dict) or not _is_int(block.get("n")) or block["n"] < 0:
+                raise self._bad(f"source {source!r}: malformed block")
+            n, metrics, describe = block["n"], block.get("metrics"), block.get("describe", {})
+            if not isinstance(metrics, list) or not all(isinstance(m, str) and m for m in metrics):
+                raise self._bad(f"source {source!r}: malformed metric list")
+            if not isinstance(describe, dict):
+                raise self._bad(f"source {source!r}: describe is not an object")
+            index = {}
+            for name, dtype in ((fmt.STEP, "I64"), (fmt.EPOCH, "I64"), (fmt.TIME, "F64")):
+                key = f"{source}/{name}"
+                e = self.entries.get(key)
+                if e is None or e.dtype != dtype or e.shape != (n,):
+                    raise self._bad(f"source {source!r}: index tensor {key!r} is missing or not {dtype}[{n}]")
+                index[name] = self._pread(f, key)
+                owned.add(key)
+            for m in metrics:
+                key = f"{source}/{m}"
+                e = self.entries.get(key)
+                if e is None or len(e.shape) < 1 or e.shape[0] != n:
+                    raise self._bad(f"source {source!r}: metric tensor {key!r} is missing or does not have {n} rows")
+                owned.add(key)
+            self.sources[source] = SourceBlock(
+                n, tuple(metrics), describe, index[fmt.STEP], index[fmt.EPOCH], index[fmt.TIME]
+            )
+        stray = set(self.entries) - owned
+        if stray:
+            raise self._bad(f"tensors {sorted(stray)[:3]} belong to no source")
+
+    def _pread(self, f: Any, name: str) -> np.ndarray:
+        e = self.entries[name]
+        f.seek(self.data_start + e.begin)
+        buf = f.read(e.end - e.begin)
+        if len(buf) != e.end - e.begin:
+            raise self._bad(f"truncated while reading tensor {name!r}")
+        if fmt.data_crc(buf) != e.crc:
+            raise self._bad(f"tensor {name!r}: data checksum mismatch (corrupted data)")
+        self._verified.add(name)
+        return np.frombuffer(buf, dtype=fmt.DTYPES[e.dtype][0]).reshape(e.shape)
+
+    # ------------------------------------------------------------------ data
+    def open_map(self) -> Optional[mmap.mmap]:
+        """A read-only memory map of the whole file (None when the data section is empty).
+
+        Raises:
+            CorruptShardError: the file changed size since it was validated.
+        """
+        if self.size == self.data_start:
+            return None
+        with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != self.size:
+                raise self._bad(f"the file changed size from {self.size} to {size} bytes after it was opened")
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+    def raw(self, name: str, buf: Optional[mmap.mmap]) -> np.ndarray:
+        """Tensor ``name`` as a read-only numpy view of ``buf`` (storage dtype), checksum verified once.
+
+        Raises:
+            CorruptShardError: the tensor's bytes do not match their checksum.
+        """
+        e = self.entries[name]
+        dtype = np.dtype(fmt.DTYPES[e.dtype][0])
+        if e.end == e.begin or buf is None:
+            return np.empty(e.shape, dtype=dtype)
+        view = memoryview(buf)[self.data_start + e.begin : self.data_start + e.end]
+        if name not in self._verified:
+            if fmt.data_crc(view) != e.crc:
+                raise self._bad(f"tensor {name!r}: data checksum mismatch (corrupted data)")
+            self._verified.add(name)
+        return np.frombuffer(view, dtype=dtype).reshape(e.shape)
+
+    def verify(self) -> None:
+        """Check every tensor's checksum now (lenient readers do this before using a shard)."""
+        buf = self.open_map()
+        for name in self.entries:
+            self.raw(name, buf)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
