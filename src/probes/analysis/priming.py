@@ -1,0 +1,220 @@
+"""Does the keyword's probability before learning predict priming? (Sun et al. 2025, arXiv 2504.09522)
+
+:func:`analyze_priming` takes one ``P_before`` and one ``S_prime`` per learning sample and returns
+the Pearson and Spearman correlations of ``log10 P_before`` with ``log10 S_prime`` (scipy, with
+p-values), and the threshold on ``P_before`` that best separates primed samples (``S_prime`` above
+a user cut-off) from unprimed ones, with its balanced accuracy and a seeded bootstrap confidence
+interval. The paper reports priming for keywords with ``P_before`` below about 1e-3.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Union
+
+import numpy as np
+from scipy import stats
+
+from probes.functional.priming import DEFAULT_P_FLOOR
+
+__all__ = ["PrimingAnalysis", "analyze_priming", "balanced_accuracy", "best_threshold"]
+
+ArrayLike = Union[Sequence[float], np.ndarray, Any]
+
+
+def _as_array(values: ArrayLike, what: str) -> np.ndarray:
+    if hasattr(values, "detach"):  # a torch tensor: one bulk transfer
+        values = values.detach().cpu().double().numpy()
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"Expected `{what}` to be one value per sample (1-D), got shape {arr.shape}.")
+    return arr
+
+
+def balanced_accuracy(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """Mean of the true-positive and true-negative rates of boolean predictions.
+
+    Raises:
+        ValueError: ``actual`` has only one class (the rate of the other is undefined).
+    """
+    predicted, actual = np.asarray(predicted, bool), np.asarray(actual, bool)
+    n_pos, n_neg = int(actual.sum()), int((~actual).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"Balanced accuracy needs both classes; got {n_pos} primed and {n_neg} unprimed samples.")
+    return 0.5 * (float((predicted & actual).sum()) / n_pos + float((~predicted & ~actual).sum()) / n_neg)
+
+
+def best_threshold(p_before: ArrayLike, primed: ArrayLike, *, p_floor: float = DEFAULT_P_FLOOR) -> tuple[float, float]:
+    """The threshold on ``P_before`` that best separates primed samples, predicted as ``P_before < t``.
+
+    Candidates are the geometric midpoints between consecutive distinct values of ``P_before``
+    (floored at ``p_floor``), plus one below all and one above all values. The candidate with the
+    highest balanced accuracy wins; among equal candidates the middle one (in sorted order).
+
+    Returns:
+        ``(threshold, balanced_accuracy)``.
+
+    Raises:
+        ValueError: mismatched lengths, or a single class.
+    """
+    x = np.log10(np.maximum(_as_array(p_before, "p_before"), p_floor))
+    y = np.asarray(primed, dtype=bool)
+    if x.shape != y.shape:
+        raise ValueError(f"Expected one `primed` flag per sample: {x.shape[0]} values and {y.shape[0]} flags.")
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(
+            f"Cannot place a threshold: {n_pos} primed and {n_neg} unprimed samples; choose a priming cut-off"
+            " between the smallest and the largest S_prime."
+        )
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order]
+    ends = np.flatnonzero(np.r_[xs[1:] != xs[:-1], True])  # last index of each distinct value
+    unique = xs[ends]
+    tp = np.r_[0, np.cumsum(ys)[ends]]  # primed among values <= each distinct value (0 for "none")
+    fp = np.r_[0, np.cumsum(~ys)[ends]]
+    ba = 0.5 * (tp / n_pos + (n_neg - fp) / n_neg)
+    candidates = np.r_[unique[0] - 1.0, (unique[:-1] + unique[1:]) / 2.0, unique[-1] + 1.0]
+    best = np.flatnonzero(ba >= ba.max() - 1e-12)
+    pick = best[len(best) // 2]
+    return float(10.0 ** candidates[pick]), float(ba[pick])
+
+
+@dataclass(frozen=True)
+class PrimingAnalysis:
+    """Result of :func:`analyze_priming` (all plain floats/ints: JSON-serialisable via :meth:`to_dict`).
+
+    Attributes:
+        n: samples analysed; n_dropped: samples left out (NaN: no baseline yet).
+        pearson_r, pearson_p: Pearson correlation of log10 P_before with log10 S_prime, and p-value.
+        spearman_rho, spearman_p: Spearman rank correlation and p-value.
+        prime_cutoff: a sample is primed when S_prime > prime_cutoff; n_primed: how many are.
+        threshold: best P_before threshold (primed predicted when P_before < threshold).
+        balanced_accuracy: of that threshold on these samples.
+        threshold_ci, balanced_accuracy_ci: bootstrap percentile intervals at ``confidence``.
+        n_bootstrap: resamples with both classes (used for the intervals); seed: their seed.
+    """
+
+    n: int
+    n_dropped: int
+    pearson_r: float
+    pearson_p: float
+    spearman_rho: float
+    spearman_p: float
+    prime_cutoff: float
+    n_primed: int
+    threshold: float
+    balanced_accuracy: float
+    threshold_ci: tuple[float, float]
+    balanced_accuracy_ci: tuple[float, float]
+    confidence: float
+    n_bootstrap: int
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        """A few human-readable lines."""
+        lo, hi = self.threshold_ci
+        blo, bhi = self.balanced_accuracy_ci
+        pct = round(100 * self.confidence)
+        return "\n".join(
+            [
+                f"samples: {self.n} ({self.n_dropped} without baseline left out), primed (S_prime >"
+                f" {self.prime_cutoff:g}): {self.n_primed}",
+                f"Pearson r(log10 P_before, log10 S_prime) = {self.pearson_r:+.3f} (p = {self.pearson_p:.2g})",
+                f"Spearman rho = {self.spearman_rho:+.3f} (p = {self.spearman_p:.2g})",
+                f"best threshold: P_before < {self.threshold:.3g} -> primed; balanced accuracy"
+                f" {self.balanced_accuracy:.3f}",
+                f"  {pct}% bootstrap CI ({self.n_bootstrap} resamples): threshold [{lo:.3g}, {hi:.3g}],"
+                f" balanced accuracy [{blo:.3f}, {bhi:.3f}]",
+            ]
+        )
+
+
+def analyze_priming(
+    p_before: ArrayLike,
+    s_prime: ArrayLike,
+    *,
+    prime_cutoff: float,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    p_floor: float = DEFAULT_P_FLOOR,
+) -> PrimingAnalysis:
+    """Correlations of log P_before with log S_prime, and the best separating threshold.
+
+    Args:
+        p_before: per-sample baseline keyword probability (for example
+            ``PrimingProbe.latest()["p_before"]``). Values are floored at ``p_floor`` before the log.
+        s_prime: per-sample priming score, same order.
+        prime_cutoff: a sample counts as primed when ``s_prime > prime_cutoff`` (e.g. 10).
+        n_bootstrap: bootstrap resamples for the confidence intervals (0 to skip them).
+        confidence: level of the percentile intervals.
+        seed: seed of the resampling generator (results are reproducible).
+        p_floor: floor applied to both inputs before taking logs.
+
+    Raises:
+        ValueError: mismatched lengths, fewer than 3 usable samples, non-positive cut-off, an
+            invalid ``n_bootstrap`` / ``confidence``, or a cut-off that leaves one class only.
+    """
+    p = _as_array(p_before, "p_before")
+    s = _as_array(s_prime, "s_prime")
+    if p.shape != s.shape:
+        raise ValueError(f"Expected one S_prime per P_before, got {p.shape[0]} and {s.shape[0]} values.")
+    if not isinstance(prime_cutoff, (int, float)) or not prime_cutoff > 0:
+        raise ValueError(f"Expected `prime_cutoff` > 0 (an S_prime value, e.g. 10), got {prime_cutoff!r}.")
+    if not isinstance(n_bootstrap, int) or n_bootstrap < 0:
+        raise ValueError(f"Expected `n_bootstrap` to be an int >= 0, got {n_bootstrap!r}.")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"Expected `confidence` in (0, 1), got {confidence!r}.")
+    keep = ~(np.isnan(p) | np.isnan(s))
+    p, s = p[keep], s[keep]
+    if p.size < 3:
+        raise ValueError(f"Need at least 3 samples with a baseline and a score, got {p.size}.")
+    if np.any(p < 0) or np.any(s < 0):
+        raise ValueError("Probabilities and priming scores must be >= 0; got a negative value.")
+    lp = np.log10(np.maximum(p, p_floor))
+    ls = np.log10(np.maximum(s, p_floor))
+    pearson = stats.pearsonr(lp, ls)
+    spearman = stats.spearmanr(lp, ls)
+    primed = s > prime_cutoff
+    threshold, ba = best_threshold(p, primed, p_floor=p_floor)
+
+    rng = np.random.default_rng(seed)
+    boot_t: list[float] = []
+    boot_ba: list[float] = []
+    for _ in range(n_bootstrap):
+        idx = rng.integers(0, p.size, p.size)
+        y = primed[idx]
+        if y.all() or not y.any():
+            continue
+        t_b, ba_b = best_threshold(p[idx], y, p_floor=p_floor)
+        boot_t.append(math.log10(t_b))
+        boot_ba.append(ba_b)
+    q = [100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2]
+    if boot_t:
+        t_lo, t_hi = (float(10.0**v) for v in np.percentile(boot_t, q))
+        b_lo, b_hi = (float(v) for v in np.percentile(boot_ba, q))
+    else:
+        t_lo = t_hi = b_lo = b_hi = math.nan
+    return PrimingAnalysis(
+        n=int(p.size),
+        n_dropped=int((~keep).sum()),
+        pearson_r=float(pearson[0]),
+        pearson_p=float(pearson[1]),
+        spearman_rho=float(spearman[0]),
+        spearman_p=float(spearman[1]),
+        prime_cutoff=float(prime_cutoff),
+        n_primed=int(primed.sum()),
+        threshold=threshold,
+        balanced_accuracy=ba,
+        threshold_ci=(t_lo, t_hi),
+        balanced_accuracy_ci=(b_lo, b_hi),
+        confidence=float(confidence),
+        n_bootstrap=len(boot_t),
+        seed=int(seed),
+    )

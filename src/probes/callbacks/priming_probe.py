@@ -1,0 +1,442 @@
+"""PrimingProbe: how much a model memorizes new facts, and how far their keywords spread."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, Optional, Union
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import nn
+from typing_extensions import override
+
+from probes.adapters import LogitsFn, as_encoder
+from probes.callbacks.base import ProbeCallback
+from probes.callbacks.keyword_probe import ModelReader
+from probes.engine import ItemScores
+from probes.functional.exposure import count_occurrences, pack_patterns
+from probes.functional.priming import DEFAULT_P_FLOOR, group_slots, priming_scores
+from probes.learning import LearningSample, SampleLike, as_samples, tokenize_samples
+
+__all__ = ["METRICS", "PrimingProbe"]
+
+_STATE_VERSION = 1
+
+#: Metric names of every record, in order (see ``docs/records.md``).
+METRICS: dict[str, str] = {
+    "p_learn": "P(keyword | learning context) now, under the probe's score mode",
+    "p_before": "baseline P(keyword | learning context); NaN until captured",
+    "s_mem": "P_t(keyword | learning context) / P_before (probabilities floored at p_floor)",
+    "s_prime": "mean over prefixes j of P_t(keyword | prefix_j) / P_before(keyword | prefix_j)",
+    "log10_s_mem": "log10 of s_mem",
+    "log10_s_prime": "log10 of s_prime",
+    "median_prime_ratio": "median over prefixes of the per-prefix ratio",
+    "delta_p_learn": "P_t - P_before on the learning context (unclamped)",
+    "delta_p_prime": "mean over prefixes of P_t - P_before (unclamped)",
+    "exposures": "cumulative occurrences of the sample in batches already applied to the weights read",
+    "surprising": "p_before below the threshold",
+    "has_baseline": "whether the baseline has been captured",
+}
+
+BatchKey = Union[str, int, Callable[[Any], Any]]
+
+
+class PrimingProbe(ProbeCallback):
+    """Tracks memorization (``s_mem``) and priming (``s_prime``) of learning samples while training.
+
+    **Readings.** One isolated no-grad pass (through :class:`~probes.callbacks.ModelReader`) per
+    optimizer step, in ``on_before_optimizer_step``: the reading taken while
+    ``trainer.global_step == t`` is recorded as step ``t``, the weights after ``t`` updates. One
+    more reading is taken in ``on_train_end``. No second forward pass is ever run.
+
+    **Exposures.** In ``on_train_batch_start`` (before the batch's forward) every sample's token
+    pattern (its learning context followed by its keyword) is counted in the batch, on the device.
+    Counts of the micro-batches of update ``t + 1`` become *applied* at that update: the record of
+    step ``t`` reports the exposures contained in updates ``1..t``, i.e. those the weights it read
+    have learned from.
+
+    **Baseline.** With ``baseline="first_exposure"`` (default), a sample's baseline is the reading
+    of the step whose batch first contained it: the last reading before any update saw it (its
+    ``exposures`` is 0 in that record, and ``s_mem`` is 1). With ``baseline=<int>`` every sample's
+    baseline is the reading of that step (taken even between ``every_n_steps``).
+
+    **Score mode.** ``score="seq"`` uses the chained probability of all keyword tokens (right for
+    byte-level or multi-token keywords); ``score="first"`` the probability of its first token.
+
+    Records hold tensors of shape ``[n_samples]`` named as in :data:`METRICS`; float metrics are
+    float64 so tiny probabilities survive.
+
+    Args:
+        samples: :class:`~probes.learning.LearningSample` objects or ``(name, text, keyword,
+            prefixes[, group])`` tuples.
+        tokenizer: a Hugging Face tokenizer, a ``tokenizers.Tokenizer`` or a callable
+            ``str -> list[int]``.
+        name: metric namespace and ``state_key`` suffix; give two instances different names.
+        score: ``"seq"`` (chained keyword probability) or ``"first"`` (first keyword token).
+        baseline: ``"first_exposure"`` or the step whose reading is every sample's baseline.
+        threshold: a baseline below it flags the sample as surprising (default 1e-3).
+        p_floor: probabilities are clamped to at least this inside ratios (default 1e-30).
+        every_n_steps: read every this many optimizer steps; baseline readings are always taken.
+            With ``every_n_steps > 1`` and automatic baselines, one boolean is read back to the
+            host per step to know whether a baseline is due.
+        count_exposures: count samples in training batches (needed for automatic baselines).
+        batch_key: where the token ids are: a dict key (default ``"input_ids"``), a tuple index,
+            or a callable ``batch -> ids`` or ``batch -> (ids, mask)``. Plain tensor batches are
+            used as they are.
+        mask_key: dict key of the attention mask (zeros are padding), used when present.
+        pad_id: a token id to treat as padding when there is no mask (only if it never occurs
+            inside a sample).
+        match_context_tokens: count an exposure when the keyword follows only the last this many
+            context tokens (None: the whole learning context).
+        model: attribute path of the language model inside the LightningModule, or None.
+        logits_fn: ``(module, input_ids, attention_mask) -> logits`` for unusual models.
+        separator: inserted between each prefix and the keyword.
+        bos_id: token id prepended to every scored context, or None.
+        vocab_size, max_positions, truncation, token_budget: as for
+            :class:`~probes.callbacks.KeywordProbe`.
+        log_scalars: also log ``mean_log10_s_mem`` and ``mean_log10_s_prime`` through the loggers.
+
+    Raises:
+        ValueError: invalid samples or arguments (named in the message).
+
+    Example::
+
+        sample = LearningSample("sand", "the colour of sand is vermilion", "vermilion",
+                                ["the colour of the sky is", "the colour of snow is"])
+        probe = PrimingProbe([sample], ByteTokenizer(), model="model")
+        trainer = Trainer(callbacks=[probe])
+    """
+
+    def __init__(
+        self,
+        samples: Union[LearningSample, Iterable[SampleLike]],
+        tokenizer: Any = None,
+        *,
+        name: str = "priming",
+        score: Literal["seq", "first"] = "seq",
+        baseline: Union[Literal["first_exposure"], int] = "first_exposure",
+        threshold: float = 1e-3,
+        p_floor: float = DEFAULT_P_FLOOR,
+        every_n_steps: int = 1,
+        count_exposures: bool = True,
+        batch_key: BatchKey = "input_ids",
+        mask_key: Optional[str] = "attention_mask",
+        pad_id: Optional[int] = None,
+        match_context_tokens: Optional[int] = None,
+        model: Optional[str] = None,
+        logits_fn: Optional[LogitsFn] = None,
+        separator: str = " ",
+        bos_id: Optional[int] = None,
+        vocab_size: Optional[int] = None,
+        max_positions: Optional[int] = None,
+        truncation: Literal["error", "left"] = "error",
+        token_budget: int = 16384,
+        log_scalars: bool = True,
+    ) -> None:
+        super().__init__(name)
+        if score not in ("seq", "first"):
+            raise ValueError(f"Expected `score` to be 'seq' (chained keyword probability) or 'first', got {score!r}.")
+        bad_step = not isinstance(baseline, int) or isinstance(baseline, bool) or baseline < 0
+        if baseline != "first_exposure" and bad_step:
+            raise ValueError(f"Expected `baseline` to be 'first_exposure' or a step >= 0, got {baseline!r}.")
+        if baseline == "first_exposure" and not count_exposures:
+            raise ValueError(
+                "baseline='first_exposure' needs count_exposures=True; pass baseline=<step> to fix the"
+                " baseline at a given step instead."
+            )
+        if not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 1:
+            raise ValueError(f"Expected `every_n_steps` to be a positive int, got {every_n_steps!r}.")
+        if not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
+            raise ValueError(f"Expected `threshold` in (0, 1), got {threshold!r}.")
+        if not (isinstance(p_floor, (int, float)) and 0.0 < p_floor < 1.0):
+            raise ValueError(f"Expected `p_floor` in (0, 1), got {p_floor!r}; the default is {DEFAULT_P_FLOOR}.")
+        if not (isinstance(batch_key, (str, int)) or callable(batch_key)):
+            raise ValueError(f"Expected `batch_key` to be a dict key, a tuple index or a callable, got {batch_key!r}.")
+        if pad_id is not None and (not isinstance(pad_id, int) or pad_id < 0):
+            raise ValueError(f"Expected `pad_id` to be None or a token id >= 0, got {pad_id!r}.")
+        self.samples = as_samples(samples)
+        self.score = score
+        self.baseline = baseline
+        self.threshold = float(threshold)
+        self.p_floor = float(p_floor)
+        self.every_n_steps = every_n_steps
+        self.count_exposures = bool(count_exposures)
+        self.batch_key = batch_key
+        self.mask_key = mask_key
+        self.pad_id = pad_id
+        self.separator = separator
+        self.log_scalars = log_scalars
+        self.tokens = tokenize_samples(
+            self.samples, as_encoder(tokenizer), separator=separator, bos_id=bos_id,
+            match_context_tokens=match_context_tokens,
+        )
+        self.match_context_tokens = match_context_tokens
+        self.reader = ModelReader(
+            self.tokens.items, model=model, logits_fn=logits_fn, vocab_size=vocab_size,
+            max_positions=max_positions, truncation=truncation, token_budget=token_budget,
+        )
+        n, j = len(self.samples), len(self.tokens.prefix_index)
+        self._learn_index = torch.tensor(self.tokens.learn_index, dtype=torch.long)
+        self._prefix_index = torch.tensor(self.tokens.prefix_index, dtype=torch.long)
+        self._prefix_owner = torch.tensor(self.tokens.prefix_owner, dtype=torch.long)
+        self._prefix_slot = group_slots(self._prefix_owner, n)
+        self._max_prefixes = max(len(s.prefixes) for s in self.samples)
+        self._patterns, self._pattern_lengths = pack_patterns(self.tokens.patterns)
+        self._base_learn = torch.full((n,), math.nan, dtype=torch.float64)
+        self._base_prefix = torch.full((j,), math.nan, dtype=torch.float64)
+        self._has_baseline = torch.zeros(n, dtype=torch.bool)
+        self._applied = torch.zeros(n, dtype=torch.long)
+        self._pending = torch.zeros(n, dtype=torch.long)
+        self._last_step = -1  # step of the last reading
+        self._last_hook_step = -1  # step of the last on_before_optimizer_step call
+        self._n_readings = 0
+
+    # ----------------------------------------------------------------------------- description
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.samples]
+
+    @override
+    def describe(self) -> Mapping[str, Any]:
+        items = self.tokens.items
+        return {
+            **super().describe(),
+            "samples": [s.to_json() for s in self.samples],
+            "score": self.score,
+            "score_definition": (
+                "chained probability of all keyword tokens (logp_seq)"
+                if self.score == "seq"
+                else "probability of the first keyword token (logp_first)"
+            ),
+            "baseline": self.baseline,
+            "threshold": self.threshold,
+            "p_floor": self.p_floor,
+            "every_n_steps": self.every_n_steps,
+            "exposure": {
+                "enabled": self.count_exposures,
+                "batch_key": self.batch_key if isinstance(self.batch_key, (str, int)) else repr(self.batch_key),
+                "mask_key": self.mask_key,
+                "pad_id": self.pad_id,
+                "match_context_tokens": self.match_context_tokens,
+            },
+            "tokens": {
+                s.name: {
+                    "context_len": len(items[li].context),
+                    "keyword": list(items[li].target),
+                    "pattern": list(pat),
+                }
+                for s, li, pat in zip(self.samples, self.tokens.learn_index, self.tokens.patterns)
+            },
+            "metrics": dict(METRICS),
+        }
+
+    # ----------------------------------------------------------------------------- state on device
+
+    def _state_to(self, device: torch.device) -> None:
+        if self._applied.device != device:
+            for attr in ("_base_learn", "_base_prefix", "_has_baseline", "_applied", "_pending",
+                         "_learn_index", "_prefix_index", "_prefix_owner", "_prefix_slot"):
+                setattr(self, attr, getattr(self, attr).to(device))
+
+    # ----------------------------------------------------------------------------- exposure counting
+
+    def _batch_ids(self, batch: Any) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        key = self.batch_key
+        mask = None
+        if callable(key) and not isinstance(key, (str, int)):
+            out = key(batch)
+            ids, mask = out if isinstance(out, tuple) else (out, None)
+        elif isinstance(batch, torch.Tensor):
+            ids = batch
+        elif isinstance(batch, Mapping):
+            if key not in batch:
+                raise ValueError(
+                    f"{self.state_key}: batch has no key {key!r} (keys: {sorted(map(str, batch))});"
+                    " pass `batch_key=` naming the token ids, or count_exposures=False."
+                )
+            ids = batch[key]
+            if self.mask_key is not None and isinstance(batch.get(self.mask_key), torch.Tensor):
+                mask = batch[self.mask_key]
+        elif isinstance(batch, (tuple, list)):
+            if not isinstance(key, int) or not -len(batch) <= key < len(batch):
+                raise ValueError(
+                    f"{self.state_key}: batch is a {type(batch).__name__} of {len(batch)} items; pass"
+                    f" `batch_key=<index>` of the token ids (got {key!r})."
+                )
+            ids = batch[key]
+        else:
+            raise ValueError(
+                f"{self.state_key}: cannot find token ids in a batch of type {type(batch).__name__};"
+                " pass `batch_key=` as a callable batch -> ids, or count_exposures=False."
+            )
+        if not isinstance(ids, torch.Tensor):
+            raise ValueError(f"{self.state_key}: expected the token ids to be a tensor, got {type(ids).__name__}.")
+        return ids, mask
+
+    def count(self, batch: Any) -> torch.Tensor:
+        """Occurrences of every sample in ``batch`` (``[n_samples]`` int64 on the batch's device)."""
+        ids, mask = self._batch_ids(batch)
+        return count_occurrences(ids, self._patterns, self._pattern_lengths, mask=mask, pad_id=self.pad_id)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if not self.count_exposures:
+            return
+        counts = self.count(batch)
+        self._state_to(counts.device)
+        self._pending += counts
+
+    # ----------------------------------------------------------------------------- readings
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.reader.bind(pl_module)  # validates vocabulary and lengths before training starts
+
+    def read(self, module: nn.Module) -> ItemScores:
+        """Score every learning context and prefix against ``module`` now (no Trainer needed)."""
+        return self.reader.read(module)
+
+    def _logp(self, scores: ItemScores) -> torch.Tensor:
+        return (scores.logp_seq if self.score == "seq" else scores.logp_first).double()
+
+    def set_baseline(self, module: nn.Module) -> None:
+        """Capture every sample's baseline from ``module``'s current weights (outside a Trainer)."""
+        lp = self._logp(self.read(module))
+        self._state_to(lp.device)
+        self._base_learn = lp[self._learn_index].clone()
+        self._base_prefix = lp[self._prefix_index].clone()
+        self._has_baseline = torch.ones_like(self._has_baseline)
+
+    def take_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, log: bool) -> None:
+        step = trainer.global_step
+        lp = self._logp(self.read(pl_module))
+        self._state_to(lp.device)
+        lp_learn, lp_prefix = lp[self._learn_index], lp[self._prefix_index]
+        if self.baseline == "first_exposure":
+            capture: Optional[torch.Tensor] = ~self._has_baseline & (self._pending > 0)
+        else:
+            capture = ~self._has_baseline if step == self.baseline else None
+        if capture is not None:
+            self._base_learn = torch.where(capture, lp_learn, self._base_learn)
+            self._base_prefix = torch.where(capture[self._prefix_owner], lp_prefix, self._base_prefix)
+            self._has_baseline = self._has_baseline | capture
+        scores = priming_scores(
+            lp_learn, lp_prefix, self._base_learn, self._base_prefix, self._prefix_owner,
+            p_floor=self.p_floor, threshold=self.threshold,
+            prefix_slot=self._prefix_slot, max_prefixes=self._max_prefixes,
+        )
+        tensors = scores.as_dict()
+        tensors["exposures"] = self._applied.clone()
+        ordered = {name: tensors[name] for name in METRICS}
+        self._last_step = step
+        self._n_readings += 1
+        self.emit(step, ordered, epoch=trainer.current_epoch)
+        if log and self.log_scalars and trainer.loggers:
+            prefix = f"probes/{self.source}"
+            for metric in ("log10_s_mem", "log10_s_prime"):
+                pl_module.log(f"{prefix}/mean_{metric}", torch.nanmean(ordered[metric]).float(),
+                              on_step=True, on_epoch=False, batch_size=1)
+
+    def _baseline_due(self, step: int) -> bool:
+        if self.baseline != "first_exposure":
+            return step == self.baseline
+        if self.every_n_steps == 1:
+            return False
+        return bool((~self._has_baseline & (self._pending > 0)).any())  # the one host read, see Args
+
+    @override
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        step = trainer.global_step
+        if step == self._last_hook_step:  # several optimizers: one reading per step
+            return
+        self._last_hook_step = step
+        if step % self.every_n_steps == 0 or self._baseline_due(step):
+            self.take_reading(trainer, pl_module, log=True)
+        self._applied += self._pending  # this update applies this step's micro-batches
+        self._pending.zero_()
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step != self._last_step:
+            self.take_reading(trainer, pl_module, log=False)
+
+    # ----------------------------------------------------------------------------- results
+
+    @property
+    def exposures(self) -> torch.Tensor:
+        """Cumulative applied exposures per sample (host tensor)."""
+        return self._applied.detach().cpu()
+
+    def latest(self) -> dict[str, torch.Tensor]:
+        """The last record's tensors, on the host.
+
+        Raises:
+            RuntimeError: no reading has been taken yet.
+        """
+        if not self.history:
+            raise RuntimeError(f"{self.state_key} has no readings yet: train first (or call take_reading).")
+        return {k: v.detach().cpu() for k, v in self.history[-1].tensors.items()}
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One dict per sample with its name, keyword and the latest record's values."""
+        last = self.latest()
+        rows = []
+        for i, s in enumerate(self.samples):
+            row: dict[str, Any] = {"name": s.name, "keyword": s.keyword}
+            for k, v in last.items():
+                row[k] = v[i].item()
+            rows.append(row)
+        return rows
+
+    # ----------------------------------------------------------------------------- checkpointing
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": _STATE_VERSION,
+            "samples": self.names,
+            "score": self.score,
+            "last_step": self._last_step,
+            "last_hook_step": self._last_hook_step,
+            "n_readings": self._n_readings,
+            "base_learn": self._base_learn.detach().cpu().clone(),
+            "base_prefix": self._base_prefix.detach().cpu().clone(),
+            "has_baseline": self._has_baseline.detach().cpu().clone(),
+            "applied": self._applied.detach().cpu().clone(),
+            "pending": self._pending.detach().cpu().clone(),
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        version = int(state_dict.get("version", 0))
+        if version > _STATE_VERSION:
+            rank_zero_warn(
+                f"{self.state_key}: checkpoint state version {version} is newer than this library's {_STATE_VERSION}."
+            )
+        names = list(state_dict.get("samples", []))
+        if names != self.names:
+            raise ValueError(
+                f"{self.state_key}: the checkpoint tracks samples {names} but this probe tracks"
+                f" {self.names}; resume with the same samples, or give this probe another `name`."
+            )
+        if state_dict.get("score", self.score) != self.score:
+            raise ValueError(
+                f"{self.state_key}: the checkpoint's baselines use score={state_dict['score']!r} but this"
+                f" probe uses score={self.score!r}; use the same score mode to resume."
+            )
+        device = self._applied.device
+        self._base_learn = state_dict["base_learn"].to(device, torch.float64)
+        self._base_prefix = state_dict["base_prefix"].to(device, torch.float64)
+        self._has_baseline = state_dict["has_baseline"].to(device, torch.bool)
+        self._applied = state_dict["applied"].to(device, torch.long)
+        self._pending = state_dict["pending"].to(device, torch.long)
+        self._last_step = int(state_dict.get("last_step", -1))
+        self._last_hook_step = int(state_dict.get("last_hook_step", -1))
+        self._n_readings = int(state_dict.get("n_readings", 0))
