@@ -366,13 +366,25 @@ class RunWriter:
 
     # ------------------------------------------------------------------ flushing
     def _take_job(self, status: str) -> _Job:
-        """Stack the buffer on its device (caller thread) and reserve a shard number."""
+        """Stack the buffer on its device (caller thread) and reserve a shard number.
+
+        A record whose tensors do not match its source's schema is dropped (the rest stay
+        buffered) and reported with a :class:`RunLogError`.
+        """
         blocks: dict[str, _Block] = {}
         for source, buf in self._buffers.items():
             if not buf:
                 continue
             recs = [r for r, _ in buf]
-            metrics = {name: self._stack(source, name, recs) for name in self._names[source]}
+            try:
+                metrics = {name: self._stack(source, name, recs) for name in self._names[source]}
+            except _Rejected as e:
+                bad = {id(r) for r in (e.bad if e.bad is not None else recs)}
+                self._buffers[source] = [(r, t) for r, t in buf if id(r) not in bad]
+                self._n_buffered -= len(bad)
+                raise RunLogError(
+                    f"{e}. Dropped {len(bad)} record(s) of source {source!r}; the other buffered records are kept."
+                ) from None
             blocks[source] = _Block(
                 steps=torch.tensor([r.step for r in recs], dtype=torch.int64),
                 epochs=torch.tensor([int(r.epoch) for r in recs], dtype=torch.int64),
@@ -387,52 +399,42 @@ class RunWriter:
         return job
 
     def _stack(self, source: str, name: str, recs: list[Record]) -> torch.Tensor:
-        values = [r.tensors[name] for r in recs]
-        try:
-            stacked = torch.stack(values).detach()
-        except (TypeError, RuntimeError):
-            stacked = self._stack_slow(source, name, recs)
+        """One tensor ``[n, *shape]`` on the records' device; validates dtype, shape and device."""
         key = f"{source}/{name}"
-        first = values[0]
+        values = [r.tensors[name] for r in recs]
         want = self._schemas.get(key)
-        if want is None:
-            ref = first if isinstance(first, torch.Tensor) else stacked[0]
+        try:
+            stacked: Optional[torch.Tensor] = torch.stack(values).detach()
+        except (TypeError, RuntimeError):
+            stacked = None
+        if stacked is not None and want is None:
+            ref = values[0] if isinstance(values[0], torch.Tensor) else stacked[0]
             want = (ref.dtype, tuple(ref.shape))
-        if stacked.dtype != want[0] or tuple(stacked.shape[1:]) != want[1]:
-            for r in recs:
-                t = torch.as_tensor(r.tensors[name])
-                if t.dtype != want[0] or tuple(t.shape) != want[1]:
-                    raise RunLogError(
-                        f"Metric {key} at step {r.step} is {_desc(t.dtype, t.shape)}, but earlier records"
-                        f" are {_desc(*want)}. Keep every record's tensors the same dtype and shape."
-                    )
-        self._schemas[key] = want
-        if stacked.dtype not in _TORCH_TO_ST:
-            raise RunLogError(
-                f"Metric {source}/{name} has dtype {stacked.dtype}, which the run log does not store."
-                f" Supported: {sorted(str(d).replace('torch.', '') for d in _TORCH_TO_ST)}; convert first."
-            )
-        return stacked
-
-    def _stack_slow(self, source: str, name: str, recs: list[Record]) -> torch.Tensor:
-        tensors = []
-        for r in recs:
-            try:
-                tensors.append(torch.as_tensor(r.tensors[name]).detach())
-            except (TypeError, ValueError, RuntimeError) as e:
-                raise ValueError(
-                    f"Metric {source}/{name} at step {r.step} is a {type(r.tensors[name]).__name__},"
-                    f" not a tensor ({e})."
-                ) from None
-        first = tensors[0]
-        for r, t in zip(recs, tensors):
-            if t.shape != first.shape or t.dtype != first.dtype or t.device != first.device:
-                raise RunLogError(
-                    f"Metric {source}/{name} at step {r.step} is {_desc(t.dtype, t.shape)} on {t.device}, but the"
-                    f" first buffered record is {_desc(first.dtype, first.shape)} on {first.device}."
-                    " Keep every record's tensors the same dtype, shape and device."
+        if stacked is None or stacked.dtype != want[0] or tuple(stacked.shape[1:]) != want[1]:  # type: ignore[index]
+            first = _as_tensor(values[0])
+            if first is None:
+                what = type(values[0]).__name__
+                raise _Rejected(f"Metric {key} at step {recs[0].step} is a {what}, not a tensor", [recs[0]])
+            if want is None:
+                want = (first.dtype, tuple(first.shape))
+            bad = [r for r in recs if not _conforms(r.tensors[name], want[0], want[1], first.device)]
+            if bad:
+                t = _as_tensor(bad[0].tensors[name])
+                got = f"{_desc(t.dtype, t.shape)} on {t.device}" if t is not None else "not a tensor"
+                raise _Rejected(
+                    f"Metric {key} at step {bad[0].step} is {got}, but earlier records are"
+                    f" {_desc(*want)} on {first.device}. Keep every record's tensors the same dtype, shape and device",
+                    bad,
                 )
-        return torch.stack(tensors)
+            stacked = torch.stack([_as_tensor(v) for v in values]).detach()  # type: ignore[misc]
+        if stacked.dtype not in _TORCH_TO_ST:
+            raise _Rejected(
+                f"Metric {key} has dtype {stacked.dtype}, which the run log does not store."
+                f" Supported: {sorted(str(d).replace('torch.', '') for d in _TORCH_TO_ST)}; convert it first",
+                None,
+            )
+        self._schemas[key] = want
+        return stacked
 
     def _submit(self, job: _Job, *, wait: bool) -> None:
         if not self.background:
@@ -608,6 +610,28 @@ class _DirLock:
         if fcntl is not None:
             fcntl.flock(self.file.fileno(), fcntl.LOCK_UN)
         self.file.close()
+
+
+class _Rejected(Exception):
+    """Records that cannot be stacked (``bad`` None: every buffered record of the source)."""
+
+    def __init__(self, message: str, bad: Optional[list[Record]]) -> None:
+        super().__init__(message)
+        self.bad = bad
+
+
+def _as_tensor(value: Any) -> Optional[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _conforms(value: Any, dtype: torch.dtype, shape: tuple[int, ...], device: torch.device) -> bool:
+    t = _as_tensor(value)
+    return t is not None and t.dtype == dtype and tuple(t.shape) == shape and t.device == device
 
 
 def _check_source(source: Any) -> None:
