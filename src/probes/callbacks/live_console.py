@@ -1,0 +1,207 @@
+"""LiveConsole: the probe dashboard in the terminal while training runs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Optional
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback, RichProgressBar
+from rich import get_console
+from rich.console import Console
+from rich.text import Text
+from typing_extensions import override
+
+from probes.callbacks.base import ProbeCallback
+from probes.console.dashboard import AlertLevel, Dashboard
+from probes.console.display import LiveDisplay
+
+__all__ = ["LiveConsole"]
+
+Mode = Literal["auto", "live", "plain"]
+
+
+class LiveConsole(Callback):
+    """Shows every probe's records on a live :class:`~probes.console.Dashboard` during ``fit``.
+
+    In ``setup`` it subscribes the dashboard to every :class:`~probes.callbacks.base.ProbeCallback`
+    in ``trainer.callbacks``. On a terminal it draws the dashboard live: inside Lightning's
+    ``RichProgressBar`` display when that bar is enabled (the bar's refresh thread draws both), or
+    in a Live of its own refreshed at most ``refresh_per_second`` times per second from a
+    background thread (a TQDM bar then keeps redrawing its line above the dashboard). Records are
+    only staged on the training thread; host copies and drawing happen in the refreshing thread.
+    When the output is not a terminal it writes one plain summary line every
+    ``plain_every_n_steps`` optimizer steps, plus each new alert, and no escape codes.
+
+    Only global rank zero subscribes and draws; other ranks do nothing. The display stops in
+    ``teardown`` and ``on_exception`` (which Lightning also calls on KeyboardInterrupt), restoring
+    ``sys.stdout``/``sys.stderr`` and the cursor, and prints the final dashboard once (``leave``).
+
+    Args:
+        dashboard: the dashboard to feed and show; a new ``Dashboard()`` when None.
+        mode: ``"auto"`` (live on a terminal, plain otherwise), ``"live"`` or ``"plain"``.
+        refresh_per_second: redraw cap of the dashboard's own Live, in (0, 30].
+        plain_every_n_steps: optimizer steps between plain summary lines.
+        console: the rich console to draw on (default: rich's global console). Under an enabled
+            ``RichProgressBar`` the global console is always used, since the bar draws there.
+        leave: print the final dashboard when the display stops.
+
+    Raises:
+        ValueError: on an argument out of range (named in the message).
+
+    Example::
+
+        trainer = Trainer(callbacks=[KeywordProbe(pairs, tokenizer), LiveConsole()])
+    """
+
+    def __init__(
+        self,
+        dashboard: Optional[Dashboard] = None,
+        *,
+        mode: Mode = "auto",
+        refresh_per_second: float = 4.0,
+        plain_every_n_steps: int = 50,
+        console: Optional[Console] = None,
+        leave: bool = True,
+    ) -> None:
+        if dashboard is not None and not isinstance(dashboard, Dashboard):
+            raise ValueError(f"Expected `dashboard` to be a probes.console.Dashboard, got {type(dashboard).__name__}.")
+        if mode not in ("auto", "live", "plain"):
+            raise ValueError(f"Expected `mode` to be 'auto', 'live' or 'plain', got {mode!r}.")
+        if not (
+            isinstance(refresh_per_second, (int, float))
+            and not isinstance(refresh_per_second, bool)
+            and math.isfinite(refresh_per_second)
+            and 0 < refresh_per_second <= 30
+        ):
+            raise ValueError(f"Expected `refresh_per_second` in (0, 30], got {refresh_per_second!r}.")
+        if not isinstance(plain_every_n_steps, int) or isinstance(plain_every_n_steps, bool) or plain_every_n_steps < 1:
+            raise ValueError(f"Expected `plain_every_n_steps` to be a positive int, got {plain_every_n_steps!r}.")
+        if console is not None and not isinstance(console, Console):
+            raise ValueError(f"Expected `console` to be a rich.console.Console, got {type(console).__name__}.")
+        self.dashboard = dashboard if dashboard is not None else Dashboard()
+        self.mode = mode
+        self.refresh_per_second = float(refresh_per_second)
+        self.plain_every_n_steps = plain_every_n_steps
+        self.leave = leave
+        self._console = console
+        self._display: Optional[LiveDisplay] = None
+        self._plain: Optional[Console] = None
+        self._next_line = plain_every_n_steps
+        self._printed_seq = 0
+        self._active = False
+
+    @staticmethod
+    def find(trainer: pl.Trainer) -> Optional[LiveConsole]:
+        """The first LiveConsole in ``trainer.callbacks``, or None (for callbacks that raise alerts)."""
+        for cb in trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(cb, LiveConsole):
+                return cb
+        return None
+
+    @property
+    def is_live(self) -> bool:
+        """True while the dashboard is drawn live on a terminal."""
+        return self._display is not None and self._display.started
+
+    def alert(self, text: str, *, step: Optional[int] = None, level: AlertLevel = "error") -> None:
+        """Show an alert (e.g. a failed expectation); in plain mode it is also printed at once."""
+        self.dashboard.alert(text, step=step, level=level)
+        if self._plain is not None:
+            self._print_new_alerts()
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or not trainer.is_global_zero:
+            return
+        self._active = True
+        for probe in ProbeCallback.probe_callbacks(trainer):
+            probe.subscribe(self.dashboard)
+        console = self._console or get_console()
+        terminal = console.is_terminal and not console.is_dumb_terminal
+        if self.mode == "plain" or (self.mode == "auto" and not terminal):
+            self._plain = console
+            self._next_line = self.plain_every_n_steps
+            return
+        bar = trainer.progress_bar_callback
+        nested = isinstance(bar, RichProgressBar) and bar.is_enabled
+        self._display = LiveDisplay(
+            lambda: self.dashboard,
+            console=get_console() if nested else console,
+            nested=nested,
+            refresh_per_second=self.refresh_per_second,
+        )
+        self._display.start()
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._progress(trainer)
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._progress(trainer)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._progress(trainer)
+        if self._plain is not None and trainer.global_step >= self._next_line:
+            n = self.plain_every_n_steps
+            self._next_line = (trainer.global_step // n + 1) * n
+            self._print_line()
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._progress(trainer)
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._stop()
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if self._active:
+            reason = "interrupted" if isinstance(exception, KeyboardInterrupt) else type(exception).__name__
+            self.dashboard.alert(f"training stopped: {reason}", key="training-stopped")
+        self._stop()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _progress(self, trainer: pl.Trainer) -> None:
+        if not self._active:
+            return
+        self.dashboard.update_progress(trainer.global_step, trainer.current_epoch)
+        if self._display is not None:
+            self._display.attach()
+
+    def _stop(self) -> None:
+        if not self._active:
+            return
+        self._active = False
+        display, self._display = self._display, None
+        plain, self._plain = self._plain, None
+        self.dashboard.flush()
+        if display is not None:
+            display.stop(leave=self.leave)
+        if plain is not None:
+            self._print_line(plain)
+
+    def _print_line(self, console: Optional[Console] = None) -> None:
+        out = console or self._plain
+        if out is None:
+            return
+        out.print(Text(self.dashboard.summary_line()), soft_wrap=True, highlight=False)
+        self._print_new_alerts(out)
+
+    def _print_new_alerts(self, console: Optional[Console] = None) -> None:
+        out = console or self._plain
+        if out is None:
+            return
+        for a in self.dashboard.alerts:
+            if a.seq > self._printed_seq:
+                where = f" step {a.step}" if a.step is not None and a.step >= 0 else ""
+                out.print(Text(f"probes alert{where}: {a.text}"), soft_wrap=True, highlight=False)
+                self._printed_seq = a.seq
