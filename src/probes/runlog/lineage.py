@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Branch", "lineage", "select_visible"]
+__all__ = ["Branch", "lineage", "resolve", "select_visible"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +96,26 @@ def select_visible(pieces: Sequence[tuple[np.ndarray, float]]) -> tuple[np.ndarr
     keep[:-1] = s[1:] != s[:-1]
     winners = order[keep]
     return steps_a[winners], piece_a[winners], row_a[winners]
+
+
+def resolve(
+    timelines: Mapping[int, tuple[int, int]], tip: int, blocks: Sequence[tuple[int, int, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the supersede rule to the blocks of one source.
+
+    Args:
+        timelines: timeline id -> (parent id, fork step).
+        tip: the timeline viewed.
+        blocks: ``(timeline, seq, steps)`` per shard holding records of the source.
+
+    Returns:
+        ``(steps, block, row)``: visible steps in increasing order, one per step, with the index
+        into ``blocks`` and the row of the winning record.
+    """
+    chain = lineage(timelines, tip)
+    rank = {t: len(chain) - i for i, (t, _) in enumerate(chain)}
+    cutoff = dict(chain)
+    order = sorted((i for i, b in enumerate(blocks) if b[0] in rank), key=lambda i: (rank[blocks[i][0]], blocks[i][1]))
+    steps, piece, row = select_visible([(blocks[i][2], cutoff[blocks[i][0]]) for i in order])
+    mapping = np.asarray(order, dtype=np.int64)
+    return steps, mapping[piece] if len(piece) else piece, row

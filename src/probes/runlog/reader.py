@@ -16,7 +16,7 @@ import numpy as np
 
 from probes.runlog import format as fmt
 from probes.runlog.errors import CorruptShardError, RunLogError, RunLogWarning, UnsupportedSchemaError
-from probes.runlog.lineage import Branch, lineage, select_visible
+from probes.runlog.lineage import Branch, lineage, resolve
 from probes.runlog.shard import DEFAULT_MAX_HEADER_BYTES, Shard
 
 if TYPE_CHECKING:
@@ -219,27 +219,28 @@ class RunReader:
             tip = max(timelines) if timelines else None
         self._tip = tip
         self._chain = lineage(timelines, tip) if tip is not None else []
-        rank = {t: len(self._chain) - i for i, (t, _) in enumerate(self._chain)}
-        cutoff = dict(self._chain)
+        in_view = dict(self._chain)
+        depth = {t: i for i, (t, _) in enumerate(self._chain)}  # 0 = tip
         tip_shards = [s for s in shards if s.timeline == tip]
         self._status = tip_shards[-1].status if tip_shards else "empty"
-        visible = sorted((s for s in shards if s.timeline in rank), key=lambda s: (rank[s.timeline], s.seq))
         order: list[str] = []
-        for s in sorted(visible, key=lambda s: s.seq):
-            order.extend(src for src in s.sources if src not in order)
+        for s in shards:
+            if s.timeline in in_view:
+                order.extend(src for src in s.sources if src not in order)
         self._index = {}
         for source in order:
-            blocks = [(s, s.sources[source]) for s in visible if source in s.sources]
-            steps, piece, rows = select_visible([(b.steps, cutoff[s.timeline]) for s, b in blocks])
+            blocks = [(s, s.sources[source]) for s in shards if source in s.sources]
+            refs = [(s.timeline, s.seq, b.steps) for s, b in blocks]
+            steps, which, rows = resolve(timelines, tip, refs)  # type: ignore[arg-type]
             if len(steps) == 0:
                 continue
             epochs = np.empty(len(steps), dtype=np.int64)
             times = np.empty(len(steps), dtype=np.float64)
             pieces: list[_Piece] = []
-            by_piece = np.argsort(piece, kind="stable")
-            bounds = np.searchsorted(piece[by_piece], np.arange(len(blocks) + 1))
+            by_block = np.argsort(which, kind="stable")
+            bounds = np.searchsorted(which[by_block], np.arange(len(blocks) + 1))
             for i, (s, b) in enumerate(blocks):
-                pos = by_piece[bounds[i] : bounds[i + 1]]
+                pos = by_block[bounds[i] : bounds[i + 1]]
                 if len(pos) == 0:
                     continue
                 r = rows[pos]
@@ -247,7 +248,9 @@ class RunReader:
                 times[pos] = b.times[r]
                 contiguous = bool(pos[-1] - pos[0] == len(pos) - 1 and np.all(np.diff(r) == 1))
                 pieces.append(_Piece(s, pos, r, contiguous))
-            idx = _SourceIndex(steps, epochs, times, pieces, [], dict(blocks[-1][1].describe))
+            # the definition comes from the contributing shard nearest the tip, then the latest one
+            newest = max(pieces, key=lambda p: (-depth[p.shard.timeline], p.shard.seq)).shard
+            idx = _SourceIndex(steps, epochs, times, pieces, [], dict(newest.sources[source].describe))
             for p in pieces:  # metric schema across shards; a conflict is reported when that metric is read
                 for m in p.shard.sources[source].metrics:
                     e = p.shard.entries[f"{source}/{m}"]
