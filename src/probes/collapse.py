@@ -103,7 +103,7 @@ class CollapseState:
         collapsed: whether the distribution is collapsed now (``streak >= patience``).
         first_step: step at which collapse was first declared (-1: never).
         first_format: format index it first collapsed to (-1: never).
-        first_share: dominant share at ``first_step`` (NaN: never).
+        first_share: dominant share at ``first_step`` (-1.0: never).
         first_streak_start: step at which that first qualifying streak began (-1: never).
         onsets: how many times the state went from not collapsed to collapsed.
     """
@@ -114,7 +114,7 @@ class CollapseState:
     collapsed: bool = False
     first_step: int = -1
     first_format: int = -1
-    first_share: float = math.nan
+    first_share: float = -1.0
     first_streak_start: int = -1
     onsets: int = 0
 

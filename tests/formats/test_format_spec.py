@@ -75,7 +75,7 @@ def test_spec_validation():
         FormatSpec([Format("a", contains="x"), Format("a", contains="y")])
     with pytest.raises(ValueError, match="reserved"):
         FormatSpec([Format("other", contains="x")])
-    with pytest.raises(ValueError, match="expected a probes.formats.Format"):
+    with pytest.raises(ValueError, match=r"expected a probes\.formats\.Format"):
         FormatSpec(["a"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="overlap"):
         FormatSpec([Format("a", contains="x", prefixes=("def",)), Format("b", contains="y", prefixes=("define",))])

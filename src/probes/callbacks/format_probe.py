@@ -1,0 +1,627 @@
+"""FormatProbe: the distribution of output formats during RL or SFT, its entropy, and its collapse."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Optional, Union
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from torch import nn
+from typing_extensions import override
+
+from probes.adapters import LogitsFn, as_encoder, resolve_module
+from probes.callbacks.base import ProbeCallback
+from probes.callbacks.keyword_probe import ModelReader
+from probes.collapse import (
+    CollapseCriterion,
+    CollapseState,
+    FormatCollapseError,
+    FormatCollapseWarning,
+    collapse_condition,
+    evaluate_collapse,
+)
+from probes.engine import isolated_eval, tokenize_pairs
+from probes.formats import Format, FormatSpec, LabelSpace, as_format_spec
+from probes.functional.entropy import distribution_summary
+from probes.sampling import SamplerConfig, sample_texts
+from probes.specs import ProbePair, ProbeSet
+
+__all__ = ["FormatProbe"]
+
+_STATE_VERSION = 1
+Mode = Literal["rollout", "sampled", "scored"]
+GenerateFn = Callable[[nn.Module, list[str]], Sequence[Sequence[str]]]
+CompletionFn = Callable[[int, str], Any]
+
+
+def _as_decoder(tokenizer: Any) -> Optional[Callable[[Sequence[int]], str]]:
+    """``ids -> text`` from a Hugging Face tokenizer, an object with ``decode``, or None."""
+    if tokenizer is None:
+        return None
+    if hasattr(tokenizer, "batch_decode") and hasattr(tokenizer, "decode"):
+        return lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True)
+    if hasattr(tokenizer, "decode"):
+        return lambda ids: tokenizer.decode(list(ids))
+    raise ValueError(
+        f"Tokenizer {tokenizer!r} has no `decode` method; token-id completions need one to be classified."
+        " Pass a tokenizer with decode(ids) -> str, or return completions as strings."
+    )
+
+
+def _positive_int(value: object, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"Expected `{name}` to be a positive int, got {value!r}.")
+    return value
+
+
+class _Tally:
+    """Per-bucket sums of one record: counts (or probability mass), rewards and correctness."""
+
+    def __init__(self, k: int, device: torch.device) -> None:
+        z = lambda: torch.zeros(k, dtype=torch.float64, device=device)  # noqa: E731
+        self.count, self.reward_sum, self.reward_n, self.correct_sum, self.correct_n = z(), z(), z(), z(), z()
+        self.n = torch.zeros((), dtype=torch.int64, device=device)
+
+    def add(self, buckets: torch.Tensor, rewards: Optional[torch.Tensor], correct: Optional[torch.Tensor]) -> None:
+        one = torch.ones(buckets.shape[0], dtype=torch.float64, device=self.count.device)
+        buckets = buckets.to(self.count.device)
+        self.count.index_add_(0, buckets, one)
+        self.n += buckets.shape[0]
+        for values, total, seen in (
+            (rewards, self.reward_sum, self.reward_n),
+            (correct, self.correct_sum, self.correct_n),
+        ):
+            if values is None:
+                continue
+            values = values.to(self.count.device, torch.float64)
+            finite = torch.isfinite(values)
+            total.index_add_(0, buckets, torch.where(finite, values, 0.0))
+            seen.index_add_(0, buckets, finite.to(torch.float64))
+
+    def stacked(self) -> torch.Tensor:
+        return torch.stack([self.count, self.reward_sum, self.reward_n, self.correct_sum, self.correct_n])
+
+    def load_stacked(self, t: torch.Tensor) -> None:
+        self.count, self.reward_sum, self.reward_n, self.correct_sum, self.correct_n = t.unbind(0)
+
+
+class FormatProbe(ProbeCallback):
+    """Records the distribution of output formats, its entropy, and detects its collapse.
+
+    Three sources, one probe (``mode``):
+
+    * ``"rollout"`` (RL, no extra compute): completions the training step already produced are read
+      from its output dict (``on_train_batch_end``'s ``outputs``; with manual optimization, what
+      ``training_step`` returns) under ``completions_key``: a list of strings, or token ids (a
+      ``[B, T]`` tensor or lists of ints) decoded with ``tokenizer``. Per-completion rewards are
+      read from ``rewards_key`` and correctness from ``correct_key`` when present. One record per
+      ``every_n_steps`` optimizer steps pools every rollout since the previous record; its step is
+      the global step of the weights that produced the latest rollouts.
+    * ``"sampled"`` (SFT or RL): every ``every_n_steps`` optimizer steps, before the update, draw
+      ``n_samples`` completions for each of the fixed ``prompts`` with the built-in sampler
+      (``sampler``) or a user ``generate_fn(module, prompts) -> completions per prompt``; the
+      training RNG state and module modes are left untouched.
+    * ``"scored"`` (SFT, sampling-free): the probability of each format's continuation prefixes
+      after each prompt, in one batched no-grad pass through the scoring engine. The record's
+      distribution is the mean over prompts of ``[P(prefixes of format k | prompt)]_k`` plus the
+      remaining mass as "other"; with a :class:`~probes.formats.LabelSpace` that is the mass on
+      each declared answer versus everything else.
+
+    Metrics per record (see ``docs/records.md``): ``dist`` (shares of every format and of
+    ``other``, summing to 1), ``entropy_nats``, ``entropy_bits``, ``norm_entropy``,
+    ``eff_formats`` (``exp(H)``), ``dominant``, ``dominant_share``, ``kl_from_first``
+    (``KL(current || first valid record)``), ``unclassified`` (the ``other`` share), ``n``
+    (completions counted; 0 in scored mode), ``mean_reward`` and ``accuracy`` per bucket (NaN where
+    unknown) and ``collapsed``. The entropy family, the dominant format and the KL are computed over
+    the named formats only, renormalised (the distribution among classified outputs), unless
+    ``include_other=True`` makes "other" a category too. Records without classified outputs carry
+    NaN statistics and ``dominant = -1``.
+
+    Collapse: see :mod:`probes.collapse`. On the record where collapse is declared, ``on_collapse``
+    decides: ``"warn"`` (a :class:`~probes.collapse.FormatCollapseWarning`), ``"stop"`` (stops
+    training after the current step) or ``"raise"`` (a :class:`~probes.collapse.FormatCollapseError`);
+    the message names the format, its share, the step and the thresholds. The per-record decision
+    is agreed across ranks with ``trainer.strategy.reduce_boolean_decision`` (every rank calls it),
+    and rollout counts are summed over ranks first, so every rank sees the same distribution.
+
+    Args:
+        spec: a :class:`~probes.formats.FormatSpec`, a :class:`~probes.formats.LabelSpace`, or a
+            list of :class:`~probes.formats.Format`.
+        mode: ``"rollout"``, ``"sampled"`` or ``"scored"``.
+        name: namespace of the metrics and the ``state_key``.
+        every_n_steps: record every this many optimizer steps (plus once when training ends).
+        completions_key: rollout mode: key of the completions in the training step output.
+        rewards_key: rollout mode: key of per-completion rewards (optional in the output).
+        correct_key: rollout mode: key of per-completion correctness (optional in the output).
+        reward_threshold: when no correctness is given, count a completion correct when its reward
+            is ``>= reward_threshold`` (None: accuracy stays NaN).
+        tokenizer: decodes token-id completions; encodes prompts in sampled and scored modes.
+        pad_id: rollout mode: token id stripped from the end of token-id completions.
+        prompts: sampled and scored modes: the fixed probe prompts (text).
+        n_samples: sampled mode: completions per prompt.
+        sampler: sampled mode: :class:`~probes.sampling.SamplerConfig` of the built-in sampler (its
+            fixed seed gives every record the same random numbers, which makes the differences
+            between records less noisy).
+        generate_fn: sampled mode: ``(module, prompts) -> completions per prompt`` instead of the
+            built-in sampler; run in eval mode under ``no_grad`` with the RNG state restored after.
+        reward_fn: sampled mode: ``(prompt_index, completion) -> float`` reward, optional.
+        correct_fn: sampled mode: ``(prompt_index, completion) -> bool``, optional.
+        model: attribute path of the language model inside the LightningModule (``"model"``);
+            None uses the LightningModule itself.
+        logits_fn: ``(module, input_ids, attention_mask) -> logits`` for models whose forward
+            does not fit.
+        bos_id: token id prepended to every prompt, or None.
+        token_budget: scored mode: maximum padded tokens per forward micro-batch.
+        include_other: count "other" as a category in the entropy, dominant format and KL.
+        collapse: the :class:`~probes.collapse.CollapseCriterion`, or None to switch detection off.
+        on_collapse: ``"warn"``, ``"stop"`` or ``"raise"``.
+        log_scalars: also log a few scalars through the Trainer's loggers.
+
+    Raises:
+        ValueError: invalid arguments for the mode (named in the message), e.g. scored mode with a
+            format that declares no prefixes, or collapse detection over a single format without
+            ``include_other``.
+
+    Example::
+
+        probe = FormatProbe(ECHO_CHAMBER_MATH, mode="rollout", completions_key="completions",
+                            collapse=CollapseCriterion(tau=0.95, patience=3), on_collapse="stop")
+        trainer = Trainer(callbacks=[probe])
+    """
+
+    def __init__(
+        self,
+        spec: Union[FormatSpec, LabelSpace, Sequence[Format]],
+        *,
+        mode: Mode = "rollout",
+        name: str = "format",
+        every_n_steps: int = 1,
+        completions_key: str = "completions",
+        rewards_key: Optional[str] = "rewards",
+        correct_key: Optional[str] = "correct",
+        reward_threshold: Optional[float] = None,
+        tokenizer: Any = None,
+        pad_id: Optional[int] = None,
+        prompts: Optional[Sequence[str]] = None,
+        n_samples: int = 16,
+        sampler: Optional[SamplerConfig] = None,
+        generate_fn: Optional[GenerateFn] = None,
+        reward_fn: Optional[CompletionFn] = None,
+        correct_fn: Optional[CompletionFn] = None,
+        model: Optional[str] = None,
+        logits_fn: Optional[LogitsFn] = None,
+        bos_id: Optional[int] = None,
+        token_budget: int = 16384,
+        include_other: bool = False,
+        collapse: Optional[CollapseCriterion] = CollapseCriterion(),  # noqa: B008 (frozen dataclass)
+        on_collapse: Literal["warn", "stop", "raise"] = "warn",
+        log_scalars: bool = True,
+    ) -> None:
+        super().__init__(name)
+        if mode not in ("rollout", "sampled", "scored"):
+            raise ValueError(f"Expected `mode` to be 'rollout', 'sampled' or 'scored', got {mode!r}.")
+        if on_collapse not in ("warn", "stop", "raise"):
+            raise ValueError(f"Expected `on_collapse` to be 'warn', 'stop' or 'raise', got {on_collapse!r}.")
+        if collapse is not None and not isinstance(collapse, CollapseCriterion):
+            raise ValueError(f"Expected `collapse` to be a CollapseCriterion or None, got {collapse!r}.")
+        self.label_space = spec if isinstance(spec, LabelSpace) else None
+        self.spec = as_format_spec(spec)
+        self.mode: Mode = mode
+        self.every_n_steps = _positive_int(every_n_steps, "every_n_steps")
+        self.include_other = bool(include_other)
+        if collapse is not None and len(self.spec) == 1 and not self.include_other:
+            raise ValueError(
+                f"Collapse detection over the single format {self.spec.names[0]!r} is trivial: its share among"
+                " classified outputs is always 1. Pass include_other=True to measure it against everything else,"
+                " add formats, or pass collapse=None."
+            )
+        self.criterion = collapse
+        self.on_collapse = on_collapse
+        self.log_scalars = log_scalars
+        self.completions_key = completions_key
+        self.rewards_key = rewards_key
+        self.correct_key = correct_key
+        if reward_threshold is not None and not (
+            isinstance(reward_threshold, (int, float)) and math.isfinite(reward_threshold)
+        ):
+            raise ValueError(f"Expected `reward_threshold` to be a finite number or None, got {reward_threshold!r}.")
+        self.reward_threshold = reward_threshold
+        self.pad_id = pad_id
+        self.model_path = model
+        self.logits_fn = logits_fn
+        self.bos_id = bos_id
+        self.n_samples = _positive_int(n_samples, "n_samples")
+        self.sampler = sampler or SamplerConfig()
+        self.generate_fn = generate_fn
+        self.reward_fn = reward_fn
+        self.correct_fn = correct_fn
+        self._encode = as_encoder(tokenizer) if mode != "rollout" else None
+        self._decode = _as_decoder(tokenizer)
+        self.prompts: list[str] = []
+        self.reader: Optional[ModelReader] = None
+        if mode in ("sampled", "scored"):
+            self.prompts = self._check_prompts(prompts)
+        if mode == "sampled" and generate_fn is None and (self._encode is None or self._decode is None):
+            raise ValueError(
+                "Sampled mode with the built-in sampler needs `tokenizer=` (to encode prompts and decode"
+                " completions); or pass generate_fn=(module, prompts) -> completions."
+            )
+        if mode == "scored":
+            self._build_scorer(token_budget)
+        self._state = CollapseState()
+        self._first: Optional[torch.Tensor] = None
+        self._tally: Optional[_Tally] = None
+        self._batch_step = -1
+        self._last_step = -1
+        self._n_records = 0
+        self.last_reason = ""
+
+    # --- construction helpers -------------------------------------------------------------------
+
+    def _check_prompts(self, prompts: Optional[Sequence[str]]) -> list[str]:
+        if prompts is None or isinstance(prompts, str) or len(prompts) == 0:
+            raise ValueError(
+                f"Mode {self.mode!r} needs `prompts`: a non-empty list of prompt strings, got {prompts!r}."
+            )
+        out = list(prompts)
+        for i, p in enumerate(out):
+            if not isinstance(p, str) or p == "":
+                raise ValueError(f"Prompt #{i}: expected a non-empty string, got {p!r}.")
+        return out
+
+    def _build_scorer(self, token_budget: int) -> None:
+        self.spec.require_prefixes()
+        if self._encode is None:
+            raise ValueError("Scored mode needs `tokenizer=` to tokenize prompts and continuation prefixes.")
+        pairs, owner_prompt, owner_format = [], [], []
+        for pi, prompt in enumerate(self.prompts):
+            for fi, fmt in enumerate(self.spec.formats):
+                for xi, prefix in enumerate(fmt.prefixes):
+                    pairs.append(ProbePair(f"{pi}:{fmt.name}:{xi}", prompt, prefix))
+                    owner_prompt.append(pi)
+                    owner_format.append(fi)
+        items = tokenize_pairs(ProbeSet(pairs, separator=""), self._encode, bos_id=self.bos_id)
+        self.reader = ModelReader(items, model=self.model_path, logits_fn=self.logits_fn, token_budget=token_budget)
+        self._owner = (torch.tensor(owner_prompt), torch.tensor(owner_format))
+
+    # --- description and state ------------------------------------------------------------------
+
+    @override
+    def describe(self) -> Mapping[str, Any]:
+        c = self.criterion
+        return {
+            **super().describe(),
+            "mode": self.mode,
+            "formats": [f.name for f in self.spec.formats],
+            "other": self.spec.other,
+            "spec": self.label_space.to_json() if self.label_space is not None else self.spec.to_json(),
+            "include_other": self.include_other,
+            "every_n_steps": self.every_n_steps,
+            "prompts": list(self.prompts),
+            "n_samples": self.n_samples if self.mode == "sampled" else 0,
+            "collapse": None if c is None else {"tau": c.tau, "eps": c.eps, "patience": c.patience},
+            "on_collapse": self.on_collapse,
+            "metrics": {
+                "dist": "share of each format, then 'other' (scored: mean probability over prompts)",
+                "entropy_nats": "Shannon entropy (nats) over the named formats, renormalised",
+                "entropy_bits": "Shannon entropy (bits)",
+                "norm_entropy": "entropy / log(number of categories)",
+                "eff_formats": "effective number of formats exp(H)",
+                "dominant": "index of the most frequent format (-1: no classified output)",
+                "dominant_share": "its share",
+                "kl_from_first": "KL(current || first record) in nats",
+                "unclassified": "share of 'other'",
+                "n": "completions counted (0 in scored mode)",
+                "mean_reward": "mean reward per bucket (NaN where unknown)",
+                "accuracy": "share correct per bucket (NaN where unknown)",
+                "collapsed": "the collapse detector's state after this record",
+            },
+        }
+
+    @property
+    def collapse_state(self) -> CollapseState:
+        """The collapse detector's state (first collapse step and format, current streak...)."""
+        return self._state
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        first = self._first.detach().cpu() if self._first is not None else torch.empty(0)
+        return {
+            "version": _STATE_VERSION,
+            "last_step": self._last_step,
+            "n_records": self._n_records,
+            "first_dist": first,
+            "collapse": self._state.state_dict(),
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        version = int(state_dict.get("version", 0))
+        if version > _STATE_VERSION:
+            rank_zero_warn(
+                f"{self.state_key}: checkpoint state version {version} is newer than this library's {_STATE_VERSION}."
+            )
+        self._last_step = int(state_dict.get("last_step", -1))
+        self._n_records = int(state_dict.get("n_records", 0))
+        first = state_dict.get("first_dist")
+        self._first = first.clone() if isinstance(first, torch.Tensor) and first.numel() > 0 else None
+        self._state = CollapseState.from_state_dict(state_dict.get("collapse", {}))
+
+    # --- Lightning hooks ------------------------------------------------------------------------
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.reader is not None:
+            self.reader.bind(pl_module)  # validates vocabulary and lengths before training starts
+        elif self.mode == "sampled":
+            resolve_module(pl_module, self.model_path)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._batch_step = trainer.global_step
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.mode != "rollout":
+            return
+        self.add_rollouts(outputs)
+        updated = trainer.global_step > self._batch_step
+        if updated and trainer.global_step % self.every_n_steps == 0:
+            self._flush_rollouts(trainer, pl_module, step=self._batch_step, log=True)
+
+    @override
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        step = trainer.global_step
+        if self.mode == "rollout" or step == self._last_step or step % self.every_n_steps != 0:
+            return
+        self._finish(trainer, pl_module, self.read(pl_module), step=step, log=True)
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.mode == "rollout":
+            if self._tally is not None and int(self._tally.n) > 0:
+                self._flush_rollouts(trainer, pl_module, step=self._batch_step, log=False)
+        elif trainer.global_step != self._last_step:
+            self._finish(trainer, pl_module, self.read(pl_module), step=trainer.global_step, log=False)
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def add_rollouts(self, outputs: Any) -> None:
+        """Classify the completions in one training-step output and add them to the pending record.
+
+        Raises:
+            ValueError: the output is not a mapping with ``completions_key``, or rewards and
+                completions differ in number.
+        """
+        if not isinstance(outputs, Mapping) or self.completions_key not in outputs:
+            keys = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
+            raise ValueError(
+                f"FormatProbe(mode='rollout') found no {self.completions_key!r} in the training step output"
+                f" ({keys}). Return a dict such as {{'loss': loss, {self.completions_key!r}: completions}} from"
+                " training_step, or set `completions_key=`."
+            )
+        texts = self._texts(outputs[self.completions_key])
+        rewards = self._per_completion(outputs, self.rewards_key, len(texts))
+        correct = self._per_completion(outputs, self.correct_key, len(texts))
+        if correct is None and rewards is not None and self.reward_threshold is not None:
+            correct = torch.where(
+                torch.isfinite(rewards), (rewards >= self.reward_threshold).to(rewards.dtype), rewards
+            )
+        device = rewards.device if rewards is not None else torch.device("cpu")
+        if self._tally is None:
+            self._tally = _Tally(len(self.spec) + 1, device)
+        buckets = torch.tensor(self.spec.classify_many(texts), dtype=torch.long)
+        self._tally.add(buckets, rewards, correct)
+
+    def _texts(self, value: Any) -> list[str]:
+        if isinstance(value, str):
+            raise ValueError(
+                f"Expected {self.completions_key!r} to be a list of completions, got a single string {value[:40]!r}."
+            )
+        if isinstance(value, torch.Tensor):
+            if value.dim() != 2 or value.is_floating_point():
+                raise ValueError(
+                    f"Expected {self.completions_key!r} as a [batch, length] integer tensor of token ids, got"
+                    f" {value.dtype} of shape {list(value.shape)}."
+                )
+            value = value.tolist()
+        items = list(value)
+        if all(isinstance(v, str) for v in items):
+            return items
+        texts = []
+        for v in items:
+            if isinstance(v, torch.Tensor):
+                v = v.tolist()
+            if not isinstance(v, (list, tuple)) or not all(isinstance(t, int) for t in v):
+                raise ValueError(
+                    f"Expected {self.completions_key!r} to hold strings or token-id sequences, got an item"
+                    f" {type(v).__name__} {v!r}."
+                )
+            if self._decode is None:
+                raise ValueError(
+                    f"Completions under {self.completions_key!r} are token ids; pass `tokenizer=` to decode them."
+                )
+            ids = list(v)
+            if self.pad_id is not None:
+                while ids and ids[-1] == self.pad_id:
+                    ids.pop()
+            texts.append(self._decode(ids))
+        return texts
+
+    def _per_completion(self, outputs: Mapping[str, Any], key: Optional[str], n: int) -> Optional[torch.Tensor]:
+        if key is None or key not in outputs or outputs[key] is None:
+            return None
+        value = outputs[key]
+        t = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(list(value), dtype=torch.float64)
+        if t.numel() != n or sum(d > 1 for d in t.shape) > 1:
+            raise ValueError(
+                f"Expected {key!r} to hold one value per completion ({n} completions), got shape {list(t.shape)}."
+            )
+        return t.reshape(-1).to(torch.float64)
+
+    def read(self, module: nn.Module) -> _Tally:
+        """One reading in sampled or scored mode (no Trainer needed); sums per bucket."""
+        if self.mode == "scored":
+            return self._read_scored(module)
+        if self.mode == "sampled":
+            return self._read_sampled(module)
+        raise RuntimeError("Rollout mode reads training-step outputs; use add_rollouts().")
+
+    def _read_scored(self, module: nn.Module) -> _Tally:
+        assert self.reader is not None
+        scores = self.reader.read(module)
+        p = scores.logp_seq.double().exp()
+        k = len(self.spec)
+        owner_prompt, owner_format = (t.to(p.device) for t in self._owner)
+        mass = torch.zeros(len(self.prompts), k, dtype=torch.float64, device=p.device)
+        mass.index_put_((owner_prompt, owner_format), p, accumulate=True)
+        rest = (1.0 - mass.sum(dim=1, keepdim=True)).clamp_min(0.0)
+        tally = _Tally(k + 1, p.device)
+        tally.count = torch.cat([mass, rest], dim=1).mean(dim=0)
+        nan = torch.full((k + 1,), math.nan, dtype=torch.float64, device=p.device)
+        tally.reward_sum, tally.reward_n = nan.clone(), torch.ones_like(nan)
+        tally.correct_sum, tally.correct_n = nan.clone(), torch.ones_like(nan)
+        return tally
+
+    def _read_sampled(self, module: nn.Module) -> _Tally:
+        lm = resolve_module(module, self.model_path)
+        if self.generate_fn is not None:
+            with isolated_eval(lm):
+                per_prompt = self.generate_fn(lm, list(self.prompts))
+            if len(per_prompt) != len(self.prompts):
+                raise ValueError(
+                    f"generate_fn returned completions for {len(per_prompt)} prompts, expected {len(self.prompts)}."
+                )
+        else:
+            assert self._encode is not None and self._decode is not None
+            cfg = self.sampler
+            per_prompt = sample_texts(
+                lm,
+                self.prompts,
+                self.n_samples,
+                encode=self._encode,
+                decode=self._decode,
+                config=cfg,
+                logits_fn=self.logits_fn,
+                bos_id=self.bos_id,
+            )
+        owners = [i for i, comps in enumerate(per_prompt) for _ in comps]
+        texts = self._texts([c for comps in per_prompt for c in comps])
+        rewards = correct = None
+        if self.reward_fn is not None:
+            rewards = torch.tensor([float(self.reward_fn(i, t)) for i, t in zip(owners, texts)], dtype=torch.float64)
+        if self.correct_fn is not None:
+            correct = torch.tensor(
+                [float(bool(self.correct_fn(i, t))) for i, t in zip(owners, texts)], dtype=torch.float64
+            )
+        elif rewards is not None and self.reward_threshold is not None:
+            correct = (rewards >= self.reward_threshold).to(torch.float64)
+        tally = _Tally(len(self.spec) + 1, torch.device("cpu"))
+        if texts:
+            tally.add(torch.tensor(self.spec.classify_many(texts), dtype=torch.long), rewards, correct)
+        return tally
+
+    # --- records --------------------------------------------------------------------------------
+
+    def _flush_rollouts(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, step: int, log: bool) -> None:
+        tally = self._tally or _Tally(len(self.spec) + 1, torch.device("cpu"))
+        if trainer.world_size > 1:  # every rank calls this at the same hook, so the collective matches
+            summed = trainer.strategy.reduce(tally.stacked().to(pl_module.device), reduce_op="sum")
+            n = trainer.strategy.reduce(tally.n.to(pl_module.device), reduce_op="sum")
+            tally.load_stacked(summed)
+            tally.n = n
+        self._tally = None
+        self._finish(trainer, pl_module, tally, step=step, log=log)
+
+    def metrics(self, tally: _Tally) -> dict[str, torch.Tensor]:
+        """The record tensors (except ``collapsed``) of one tally, on the tally's device."""
+        k = len(self.spec)
+        total = tally.count.sum()
+        dist = tally.count / total  # NaN when nothing was counted
+        part = dist if self.include_other else dist[:k]
+        reference = self._first.to(part.device) if self._first is not None else None
+        summary = distribution_summary(part, reference)
+        out: dict[str, torch.Tensor] = {"dist": dist.float()}
+        for key in ("entropy_nats", "entropy_bits", "norm_entropy", "eff_formats", "dominant_share", "kl_from_first"):
+            out[key] = summary[key].float()
+        out["dominant"] = summary["dominant"]
+        out["unclassified"] = dist[k].float()
+        out["n"] = tally.n.clone() if self.mode != "scored" else torch.zeros((), dtype=torch.int64, device=dist.device)
+        out["mean_reward"] = (tally.reward_sum / tally.reward_n).float()
+        out["accuracy"] = (tally.correct_sum / tally.correct_n).float()
+        return {name: out[name] for name in _ORDER}
+
+    def _finish(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, tally: _Tally, *, step: int, log: bool
+    ) -> None:
+        if self._first is None:  # the reference of kl_from_first: the first record with classified outputs
+            part = tally.count if self.include_other else tally.count[: len(self.spec)]
+            if float(part.sum()) > 0:
+                self._first = (part / part.sum()).detach().clone()
+        tensors = self.metrics(tally)
+        collapsed = self._update_collapse(trainer, tensors, step)
+        tensors["collapsed"] = torch.tensor(collapsed, device=tensors["dist"].device)
+        self._last_step = step
+        self._n_records += 1
+        self.emit(step, tensors, epoch=trainer.current_epoch)
+        if log and self.log_scalars and trainer.loggers:
+            prefix = f"probes/{self.source}"
+            for key in ("norm_entropy", "dominant_share", "unclassified"):
+                pl_module.log(f"{prefix}/{key}", tensors[key], on_step=True, on_epoch=False, batch_size=1)
+
+    def _update_collapse(self, trainer: pl.Trainer, tensors: Mapping[str, torch.Tensor], step: int) -> bool:
+        if self.criterion is None:
+            return False
+        share, norm_h, dominant = torch.stack(
+            [tensors["dominant_share"].double(), tensors["norm_entropy"].double(), tensors["dominant"].double()]
+        ).tolist()  # one host transfer per record: acting on the decision needs it
+        local = collapse_condition(share, norm_h, self.criterion)
+        # every rank calls both collectives, never inside rank-zero-only code
+        evidence = trainer.strategy.reduce_boolean_decision(local is not None, all=False)
+        met = trainer.strategy.reduce_boolean_decision(bool(local), all=False)
+        onset, reason, self._state = evaluate_collapse(
+            self._state,
+            met if evidence else None,
+            step=step,
+            dominant=int(dominant),
+            share=share,
+            norm_entropy=norm_h,
+            criterion=self.criterion,
+            names=self.spec.names,
+        )
+        self.last_reason = reason
+        if onset:
+            message = f"{self.state_key}: {reason}"
+            if self.on_collapse == "raise":
+                raise FormatCollapseError(message)
+            if self.on_collapse == "stop":
+                trainer.should_stop = True
+                rank_zero_info(f"{message} Stopping training.")
+            else:
+                rank_zero_warn(message, category=FormatCollapseWarning)
+        return self._state.collapsed
+
+
+_ORDER = (
+    "dist",
+    "entropy_nats",
+    "entropy_bits",
+    "norm_entropy",
+    "eff_formats",
+    "dominant",
+    "dominant_share",
+    "kl_from_first",
+    "unclassified",
+    "n",
+    "mean_reward",
+    "accuracy",
+)
