@@ -94,7 +94,7 @@ def _as_series(values: object, what: str) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
         raise ValueError(
-            f"`{what}` has a non-finite value {arr[bad[0]]!r} at index {int(bad[0])}; drop or fill it before"
+            f"`{what}` has a non-finite value {float(arr[bad[0]])!r} at index {int(bad[0])}; drop or fill it before"
             " correlating."
         )
     return arr

@@ -45,10 +45,10 @@ def _inputs(counts: object, scores: object, min_count: float) -> tuple[np.ndarra
     for arr, what in ((c, "counts"), (s, "scores")):
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
-            raise ValueError(f"`{what}` has a non-finite value {arr[bad[0]]!r} at index {int(bad[0])}.")
+            raise ValueError(f"`{what}` has a non-finite value {float(arr[bad[0]])!r} at index {int(bad[0])}.")
     neg = np.flatnonzero(c < 0)
     if neg.size:
-        raise ValueError(f"`counts` has a negative count {c[neg[0]]!r} at index {int(neg[0])}; counts are >= 0.")
+        raise ValueError(f"`counts` has a negative count {float(c[neg[0]])!r} at index {int(neg[0])}; counts are >= 0.")
     keep = c >= min_count
     return c[keep], s[keep], int((~keep).sum())
 

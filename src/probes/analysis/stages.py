@@ -193,16 +193,48 @@ def load_run_scores(run: Union[str, Path, Any]) -> dict[str, BenchmarkScores]:
     """stage -> :class:`BenchmarkScores` for every BenchmarkProbe source of a run log.
 
     Args:
-        run: a run directory (opened with ``probes.runlog.open_run``) or an already opened run
-            with ``sources()``, ``describe(source)`` and ``read(name) -> (steps, values)``.
+        run: a run directory (opened with ``probes.runlog.open_run``), a directory whose
+            sub-directories are run directories (e.g. ``mixA/pretrain`` and ``mixA/sft``, merged),
+            or an already opened run with ``sources()``, ``describe(source)`` and
+            ``read(name) -> (steps, values)``.
 
     Raises:
-        ValueError: no BenchmarkProbe source, or two sources for the same stage.
+        ValueError: no BenchmarkProbe source, two sources for the same stage, or a path that
+            holds no run log.
     """
     if isinstance(run, (str, Path)):
         from probes.runlog import open_run  # a sibling layer; imported lazily
 
-        run = open_run(run)
+        path = Path(run)
+        if not path.is_dir():
+            raise ValueError(f"Run directory {str(path)!r} does not exist or is not a directory.")
+        if not _is_run_dir(path):
+            subs = sorted(p for p in path.iterdir() if p.is_dir() and _is_run_dir(p))
+            if not subs:
+                raise ValueError(
+                    f"{str(path)!r} holds no run log (no shard-*.safetensors files, here or one level down)."
+                )
+            merged: dict[str, BenchmarkScores] = {}
+            for sub in subs:
+                for stage, scores in _load_opened(open_run(sub), str(sub), allow_empty=True).items():
+                    if stage in merged:
+                        raise ValueError(
+                            f"Stage {stage!r} is recorded in two run logs under {str(path)!r}; give each"
+                            " BenchmarkProbe its own `stage=`."
+                        )
+                    merged[stage] = scores
+            if not merged:
+                raise ValueError(f"No BenchmarkProbe source in any run log under {str(path)!r}.")
+            return merged
+        return _load_opened(open_run(path), str(path))
+    return _load_opened(run, repr(run))
+
+
+def _is_run_dir(path: Path) -> bool:
+    return any(p.name.startswith("shard-") and p.name.endswith(".safetensors") for p in path.iterdir())
+
+
+def _load_opened(run: Any, label: str, *, allow_empty: bool = False) -> dict[str, BenchmarkScores]:
     out: dict[str, BenchmarkScores] = {}
     for source in run.sources():
         describe = dict(run.describe(source))
@@ -225,8 +257,8 @@ def load_run_scores(run: Union[str, Path, Any]) -> dict[str, BenchmarkScores]:
                 f" {scores.stage!r}; give each probe its own `stage=`."
             )
         out[scores.stage] = scores
-    if not out:
-        raise ValueError(f"No BenchmarkProbe source in run {run!r}; sources: {list(run.sources())}.")
+    if not out and not allow_empty:
+        raise ValueError(f"No BenchmarkProbe source in run {label}; its sources are {list(run.sources())}.")
     return out
 
 

@@ -59,7 +59,7 @@ def _bin_index(confidence: torch.Tensor, n_bins: int) -> torch.Tensor:
 
 
 def _as_pair(confidence: object, correct: object) -> tuple[torch.Tensor, torch.Tensor]:
-    conf = torch.as_tensor(confidence)
+    conf = confidence if isinstance(confidence, torch.Tensor) else torch.as_tensor(confidence, dtype=torch.float64)
     corr = torch.as_tensor(correct, device=conf.device)
     if conf.dim() != 1 or corr.shape != conf.shape:
         raise ValueError(
@@ -68,8 +68,7 @@ def _as_pair(confidence: object, correct: object) -> tuple[torch.Tensor, torch.T
         )
     if conf.numel() == 0:
         raise ValueError("Expected at least one prediction, got none: calibration of an empty set is undefined.")
-    if not conf.is_floating_point():
-        conf = conf.double()
+    conf = conf.double()  # float64 statistics: bins and sums are exact enough to compare with a loop
     if not torch.isfinite(conf).all() or (conf < 0).any() or (conf > 1).any():
         bad = conf[~(torch.isfinite(conf) & (conf >= 0) & (conf <= 1))][0].item()
         raise ValueError(f"Expected every confidence in [0, 1], got {bad!r}; pass probabilities, not logits.")
