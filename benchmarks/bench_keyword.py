@@ -147,3 +147,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+RATIOS = [
+    ("overhead_vs_floor", "KeywordProbe per-step cost / bare forward over the same tokens", "<= 1.25"),
+    ("speedup_vs_naive", "naive per-pair loop with .item() and 2 passes / KeywordProbe", ">= 5"),
+]
