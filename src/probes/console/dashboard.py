@@ -188,6 +188,7 @@ class Dashboard:
             raise ValueError(f"Expected alert `text` to be a non-empty string, got {text!r}.")
         if level not in _LEVELS:
             raise ValueError(f"Expected alert `level` in {_LEVELS}, got {level!r}.")
+        self.drain()  # alerts of records already written come first
         with self._lock:
             self._add_alert(key or text, text, self._step if step is None else step, level)
 
@@ -221,7 +222,8 @@ class Dashboard:
 
     @property
     def alerts(self) -> list[Alert]:
-        """Every alert, oldest first (one per key)."""
+        """Every alert, oldest first (one per key); ingests what is ready first."""
+        self.drain()
         with self._lock:
             return sorted(self._alerts.values(), key=lambda a: a.seq)
 

@@ -22,8 +22,11 @@ def fmt_prob(p: float) -> str:
     bad = _bad(p)
     if bad is not None:
         return bad
-    if p >= 0.01 or p == 0.0:
-        return f"{p:.3f}" if p >= 0.1 or p == 0.0 else f"{p:.4f}"
+    r = float(f"{p:.3g}")  # decide the layout on the rounded value: float32 0.01 is 0.0099999998
+    if r == 0.0 or r >= 0.1:
+        return f"{r:.3f}"
+    if r >= 0.01:
+        return f"{r:.4f}"
     return f"{p:.1e}"
 
 
@@ -34,9 +37,10 @@ def fmt_ratio(r: float) -> str:
         return bad
     if r == 0.0:
         return "×0"
-    if 0.01 <= r < 1000:
-        return f"×{r:.3g}"
-    return f"×{r:.1e}"
+    short = f"{r:.3g}"
+    if "e" in short or abs(r) < 0.01:
+        return f"×{r:.1e}"
+    return f"×{short}"
 
 
 def fmt_share(x: float) -> str:

@@ -108,10 +108,11 @@ class SourceState:
 
     def ingest(self, record: Record) -> list[NewAlert]:
         """Take in one host record; returns the alerts it raises."""
+        alerts = self._ingest(record.tensors, record.step)
         self.step = record.step
         self.epoch = record.epoch
         self.n_records += 1
-        return self._ingest(record.tensors, record.step)
+        return alerts
 
     def _ingest(self, tensors: Mapping[str, torch.Tensor], step: int) -> list[NewAlert]:
         return []

@@ -28,7 +28,7 @@ class ScreenLines:
     """What a terminal would show for written text, split into committed lines and status rows.
 
     Handles ``\\r`` (column 0), ``\\n`` (next row, column 0), ``ESC[nA`` (cursor up, as TQDM's
-    nested bars use), ``ESC[K`` (erase to end of line); other escape sequences are dropped. A row
+    nested bars use) and ``ESC[nK`` (erase in line); other escape sequences are dropped. A row
     is committed once the cursor is below it by more than the largest upward move seen so far, so
     a bar's row stays live while plain ``print`` output is committed a line or two later.
 
@@ -83,8 +83,15 @@ class ScreenLines:
                 n = int(up.group(1) or 1)
                 self._max_up = max(self._max_up, n if self._row >= n else self._row)
                 self._row = max(0, self._row - n)
-            elif token[-1] == "K":
-                self._rows[self._row] = self._rows[self._row][: self._col]
+            elif token[-1] == "K":  # erase in line: to the end (0, default), to the cursor (1), all (2)
+                arg = token[2:-1] or "0"
+                row = self._rows[self._row]
+                if arg == "2":
+                    self._rows[self._row] = ""
+                elif arg == "1":
+                    self._rows[self._row] = " " * self._col + row[self._col :]
+                else:
+                    self._rows[self._row] = row[: self._col]
         else:
             row = self._rows[self._row].ljust(self._col)
             self._rows[self._row] = row[: self._col] + token + row[self._col + len(token) :]
