@@ -104,8 +104,13 @@ def _cell(c: Any) -> str:
     if not c.defined:
         return "[dim]undefined[/dim]"
     p = "" if math.isnan(c.p_value) else f" p={c.p_value:.2g}"
-    ci = "" if math.isnan(c.ci_low) else f" [{c.ci_low:+.2f}, {c.ci_high:+.2f}]"
+    ci = "" if math.isnan(c.ci_low) else f" [{c.ci_low:+.2f},{c.ci_high:+.2f}]"
     return f"{c.r:+.2f}{p}{ci}"
+
+
+def _method_columns(table: Any, methods: Sequence[str]) -> None:
+    for m in methods:
+        table.add_column(m, no_wrap=True)
 
 
 def report_tables(report: Any) -> list[Any]:
@@ -136,21 +141,32 @@ def report_tables(report: Any) -> list[Any]:
         title=f"Cross-stage transfer {report.source_stage} -> {report.target_stage}:"
         f" r across {len(report.runs)} runs (p, {ci})"
     )
-    for col in ("level", "name", "category", "metric", *methods):
-        transfer.add_column(col)
-    for row in report.cross_stage:
-        add(transfer, [row.level, row.name, row.category, row.metric], row.correlations)
+    transfer.add_column("metric")
+    transfer.add_column("benchmark / category mean")
+    _method_columns(transfer, methods)
+    for metric in report.metrics:
+        rows = [r for r in report.cross_stage if r.metric == metric]
+        for cat in dict.fromkeys(report.categories):
+            for row in rows:
+                if row.level == "benchmark" and row.category == cat:
+                    add(transfer, [metric, f"  {row.name}"], row.correlations)
+            for row in rows:
+                if row.level == "category" and row.name == cat:
+                    add(transfer, [metric, f"[bold]{cat or '(no category)'} (mean)[/bold]"], row.correlations)
+        transfer.add_section()
 
     coherence = Table(title=f"Intra-category coherence: mean pairwise r of benchmarks across runs ({ci})")
-    for col in ("stage", "category", "metric", "pairs", *methods):
+    for col in ("stage", "category", "metric", "pairs"):
         coherence.add_column(col)
+    _method_columns(coherence, methods)
     for crow in report.coherence:
         pairs = f"{min(crow.n_pairs_defined.values(), default=0)}/{crow.n_pairs}"
         add(coherence, [crow.stage, crow.category, crow.metric, pairs], crow.coherence)
 
     alignment = Table(title=f"Calibration alignment: r(confidence, accuracy) across runs (p, {ci})")
-    for col in ("stage", "level", "name", "n", *methods):
+    for col in ("stage", "level", "name", "n"):
         alignment.add_column(col)
+    _method_columns(alignment, methods)
     for arow in report.alignment:
         n = next(iter(arow.correlations.values())).n
         add(alignment, [arow.stage, arow.level, arow.name, str(n)], arow.correlations)
