@@ -56,7 +56,7 @@ def histories(draw):
     return timelines, tip, blocks
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=150, deadline=None, database=None)
 @given(histories())
 def test_resolve_matches_brute_force(history):
     timelines, tip, blocks = history
