@@ -121,12 +121,17 @@ class PrimingAnalysis:
         lo, hi = self.threshold_ci
         blo, bhi = self.balanced_accuracy_ci
         pct = round(100 * self.confidence)
+        head = [
+            f"samples: {self.n} ({self.n_dropped} without baseline left out), primed (S_prime >"
+            f" {self.prime_cutoff:g}): {self.n_primed}",
+            f"Pearson r(log10 P_before, log10 S_prime) = {self.pearson_r:+.3f} (p = {self.pearson_p:.2g})",
+            f"Spearman rho = {self.spearman_rho:+.3f} (p = {self.spearman_p:.2g})",
+        ]
+        if math.isnan(self.threshold):
+            return "\n".join([*head, "no threshold: the cut-off puts every sample on the same side"])
         return "\n".join(
             [
-                f"samples: {self.n} ({self.n_dropped} without baseline left out), primed (S_prime >"
-                f" {self.prime_cutoff:g}): {self.n_primed}",
-                f"Pearson r(log10 P_before, log10 S_prime) = {self.pearson_r:+.3f} (p = {self.pearson_p:.2g})",
-                f"Spearman rho = {self.spearman_rho:+.3f} (p = {self.spearman_p:.2g})",
+                *head,
                 f"best threshold: P_before < {self.threshold:.3g} -> primed; balanced accuracy"
                 f" {self.balanced_accuracy:.3f}",
                 f"  {pct}% bootstrap CI ({self.n_bootstrap} resamples): threshold [{lo:.3g}, {hi:.3g}],"
@@ -157,9 +162,13 @@ def analyze_priming(
         seed: seed of the resampling generator (results are reproducible).
         p_floor: floor applied to both inputs before taking logs.
 
+    Returns:
+        A :class:`PrimingAnalysis`. When the cut-off leaves every sample on one side (all primed
+        or none), the threshold, its balanced accuracy and their intervals are NaN.
+
     Raises:
-        ValueError: mismatched lengths, fewer than 3 usable samples, non-positive cut-off, an
-            invalid ``n_bootstrap`` / ``confidence``, or a cut-off that leaves one class only.
+        ValueError: mismatched lengths, fewer than 3 usable samples, a non-positive cut-off, or an
+            invalid ``n_bootstrap`` / ``confidence``.
     """
     p = _as_array(p_before, "p_before")
     s = _as_array(s_prime, "s_prime")
@@ -182,12 +191,16 @@ def analyze_priming(
     pearson = stats.pearsonr(lp, ls)
     spearman = stats.spearmanr(lp, ls)
     primed = s > prime_cutoff
-    threshold, ba = best_threshold(p, primed, p_floor=p_floor)
+    one_class = bool(primed.all() or not primed.any())
+    if one_class:  # no threshold to place; the correlations still stand
+        threshold, ba = math.nan, math.nan
+    else:
+        threshold, ba = best_threshold(p, primed, p_floor=p_floor)
 
     rng = np.random.default_rng(seed)
     boot_t: list[float] = []
     boot_ba: list[float] = []
-    for _ in range(n_bootstrap):
+    for _ in range(0 if one_class else n_bootstrap):
         idx = rng.integers(0, p.size, p.size)
         y = primed[idx]
         if y.all() or not y.any():
