@@ -36,6 +36,7 @@ __all__ = [
     "ArithmeticTask",
     "FormatRL",
     "PromptDataset",
+    "group_advantages",
     "policy_config",
     "pretrain_policy",
 ]
@@ -181,6 +182,23 @@ def pretrain_policy(
     return model
 
 
+def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """GRPO-style advantages: each reward minus its group's mean, over the group's standard deviation.
+
+    ``rewards`` holds consecutive groups of ``group_size`` completions of the same prompt. A group
+    whose rewards are all equal (standard deviation 0) gets zero advantages: it carries no signal.
+    """
+    if rewards.dim() != 1 or rewards.numel() % group_size:
+        raise ValueError(
+            f"Expected a 1-D reward tensor whose length is a multiple of group_size={group_size},"
+            f" got shape {list(rewards.shape)}."
+        )
+    grouped = rewards.view(-1, group_size)
+    std = grouped.std(dim=1, unbiased=False, keepdim=True)
+    centred = grouped - grouped.mean(dim=1, keepdim=True)
+    return torch.where(std > 0, centred / std.clamp_min(1e-12), torch.zeros_like(centred)).reshape(-1)
+
+
 class PromptDataset(Dataset):
     """``length`` problem indices drawn once from a seeded generator (batched into prompt groups)."""
 
@@ -284,10 +302,7 @@ class FormatRL(pl.LightningModule):
         correct = torch.tensor(
             [self.task.is_correct(indices[k // g], t) for k, t in enumerate(texts)], dtype=torch.bool
         )
-        grouped = rewards.view(len(indices), g)
-        std = grouped.std(dim=1, unbiased=False, keepdim=True)
-        adv = torch.where(std > 0, (grouped - grouped.mean(dim=1, keepdim=True)) / std.clamp_min(1e-6), 0.0)
-        adv = adv.reshape(-1).to(self.device)
+        adv = group_advantages(rewards, g).to(self.device)
 
         # one padded forward over prompt + completion (+ the newline when the policy stopped)
         seqs, starts = [], []
