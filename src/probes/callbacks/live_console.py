@@ -7,6 +7,7 @@ from typing import Any, Literal, Optional
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from rich import get_console
 from rich.console import Console
 from rich.text import Text
@@ -14,11 +15,15 @@ from typing_extensions import override
 
 from probes.callbacks.base import ProbeCallback
 from probes.console.dashboard import AlertLevel, Dashboard
-from probes.console.display import LiveDisplay
+from probes.console.display import LiveDisplay, live_stack
 
 __all__ = ["LiveConsole"]
 
 Mode = Literal["auto", "live", "plain"]
+
+
+def _is_terminal(console: Console) -> bool:
+    return console.is_terminal and not console.is_dumb_terminal
 
 
 class LiveConsole(Callback):
@@ -90,6 +95,7 @@ class LiveConsole(Callback):
         self._next_line = plain_every_n_steps
         self._printed_seq = 0
         self._active = False
+        self._await_bar = False
 
     @staticmethod
     def find(trainer: pl.Trainer) -> Optional[LiveConsole]:
@@ -119,21 +125,17 @@ class LiveConsole(Callback):
         self._active = True
         for probe in ProbeCallback.probe_callbacks(trainer):
             probe.subscribe(self.dashboard)
-        console = self._console or get_console()
-        terminal = console.is_terminal and not console.is_dumb_terminal
-        if self.mode == "plain" or (self.mode == "auto" and not terminal):
-            self._plain = console
-            self._next_line = self.plain_every_n_steps
-            return
         bar = trainer.progress_bar_callback
-        nested = isinstance(bar, RichProgressBar) and bar.is_enabled
-        self._display = LiveDisplay(
-            lambda: self.dashboard,
-            console=get_console() if nested else console,
-            nested=nested,
-            refresh_per_second=self.refresh_per_second,
-        )
-        self._display.start()
+        if self.mode != "plain" and isinstance(bar, RichProgressBar) and bar.is_enabled:
+            # the bar (re)configures rich's global console when it starts, after this hook:
+            # decide between nested live and plain output once its display is up (see _progress)
+            self._await_bar = True
+            return
+        console = self._console or get_console()
+        if self.mode == "live" or (self.mode == "auto" and _is_terminal(console)):
+            self._start_display(console, nested=False)
+        else:
+            self._start_plain(console)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -163,10 +165,17 @@ class LiveConsole(Callback):
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if self._active:
-            reason = "interrupted" if isinstance(exception, KeyboardInterrupt) else type(exception).__name__
-            self.dashboard.alert(f"training stopped: {reason}", key="training-stopped")
-        self._stop()
+        try:
+            if self._active:
+                if isinstance(exception, KeyboardInterrupt):
+                    reason = "interrupted"
+                else:
+                    reason = f"{type(exception).__name__}: {exception}"
+                    reason = reason if len(reason) <= 160 else reason[:159] + "…"
+                self.dashboard.alert(f"training stopped: {reason}", key="training-stopped")
+            self._stop()
+        except Exception as err:  # never mask the training error or skip other callbacks' cleanup
+            rank_zero_warn(f"LiveConsole could not stop cleanly after {type(exception).__name__}: {err!r}")
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -174,8 +183,25 @@ class LiveConsole(Callback):
         if not self._active:
             return
         self.dashboard.update_progress(trainer.global_step, trainer.current_epoch)
+        if self._await_bar and live_stack(get_console()):
+            self._await_bar = False
+            console = get_console()
+            if self.mode == "live" or _is_terminal(console):
+                self._start_display(console, nested=True)
+            else:
+                self._start_plain(self._console or console)
         if self._display is not None:
             self._display.attach()
+
+    def _start_display(self, console: Console, *, nested: bool) -> None:
+        self._display = LiveDisplay(
+            lambda: self.dashboard, console=console, nested=nested, refresh_per_second=self.refresh_per_second
+        )
+        self._display.start()
+
+    def _start_plain(self, console: Console) -> None:
+        self._plain = console
+        self._next_line = self.plain_every_n_steps
 
     def _stop(self) -> None:
         if not self._active:
@@ -183,6 +209,14 @@ class LiveConsole(Callback):
         self._active = False
         display, self._display = self._display, None
         plain, self._plain = self._plain, None
+        if self._await_bar:  # the bar never started: show the final state once, as the console allows
+            self._await_bar = False
+            console = self._console or get_console()
+            if not _is_terminal(console):
+                plain = console
+            elif self.leave:
+                self.dashboard.flush()
+                console.print(self.dashboard)
         self.dashboard.flush()
         if display is not None:
             display.stop(leave=self.leave)
