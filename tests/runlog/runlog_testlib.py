@@ -124,7 +124,7 @@ def write_synthetic(path: Path, *, steps: int = 30, flush_every_n: int = 8, coll
         )
         w.register_source("format", {"type": "FormatProbe", "source": "format", "formats": formats})
         for s in range(steps):
-            logp = np.log(np.linspace(0.01, 0.4, 4)) + 0.05 * s + rng.normal(0, 0.01, 4)
+            logp = np.log(np.linspace(0.001, 0.1, 4)) + 0.05 * s + rng.normal(0, 0.01, 4)
             kw = {
                 "p_first": np.exp(logp).astype(np.float32),
                 "logp_first": logp.astype(np.float32),

@@ -1,0 +1,186 @@
+"""``probes replay RUN``: play a run log back step by step, at the pace it was recorded (or faster).
+
+Rendering is isolated in :func:`make_renderer`, which returns a :class:`PlainRenderer` (one text
+line per record); a richer renderer (the live dashboard) only has to offer the same three methods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol, TextIO
+
+import numpy as np
+
+from probes.records import Record
+from probes.runlog.cli_support import add_run_arguments, fmt_num, open_for_command
+from probes.runlog.labels import format_names, kind_of
+
+__all__ = ["PlainRenderer", "Renderer", "make_renderer", "register", "render_record", "run", "step_groups"]
+
+
+class Renderer(Protocol):
+    """What replay and watch drive: ``start`` once, ``update`` per step, ``close`` at the end."""
+
+    def start(self, title: str) -> None: ...
+
+    def update(self, step: int, records: list[Record]) -> None: ...
+
+    def close(self, message: str) -> None: ...
+
+
+class PlainRenderer:
+    """One line per record, e.g. ``step     12  keyword  mean log10 p_first -3.214 ...``.
+
+    Args:
+        describes: source -> ``describe()`` of its probe (names formats and picks the line layout);
+            kept by reference, so a caller may add sources that appear later.
+        out: where to write; flushed after every step so piping to ``tee`` or a file works live.
+    """
+
+    def __init__(self, describes: Mapping[str, Mapping[str, Any]], out: TextIO = sys.stdout) -> None:
+        self.describes = describes
+        self.out = out
+        self.width = max((len(s) for s in describes), default=6)
+
+    def start(self, title: str) -> None:
+        self.out.write(title + "\n")
+        self.out.flush()
+
+    def update(self, step: int, records: list[Record]) -> None:
+        for r in records:
+            line = render_record(r, self.describes.get(r.source, {}))
+            self.out.write(f"step {step:>6}  {r.source:<{self.width}}  {line}\n")
+        self.out.flush()
+
+    def close(self, message: str) -> None:
+        self.out.write(message + "\n")
+        self.out.flush()
+
+
+def make_renderer(describes: Mapping[str, Mapping[str, Any]], out: TextIO = sys.stdout) -> Renderer:
+    """The renderer replay and watch use (swap this for the live dashboard)."""
+    return PlainRenderer(describes, out)
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().float().cpu().numpy() if t.dtype.is_floating_point else t.detach().cpu().numpy()
+
+
+def _mean(a: np.ndarray) -> float:
+    a = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    return float(a.mean()) if a.size else math.nan
+
+
+def render_record(record: Record, describe: Mapping[str, Any]) -> str:
+    """One line of text for a record, by probe type (``describe()["type"]``)."""
+    t = {k: _np(v) for k, v in record.tensors.items()}
+    kind = kind_of(describe)
+    parts: list[str] = []
+    if kind == "keyword" and ("logp_first" in t or "p_first" in t):
+        lp = t["logp_first"] / math.log(10) if "logp_first" in t else np.log10(t["p_first"])
+        parts.append(f"mean log10 p_first {fmt_num(_mean(lp))}")
+        parts.append(f"min {fmt_num(float(np.nanmin(lp)) if np.isfinite(lp).any() else math.nan)}")
+        parts.append(f"max {fmt_num(float(np.nanmax(lp)) if np.isfinite(lp).any() else math.nan)}")
+        if "rank" in t:
+            parts.append(f"median rank {fmt_num(float(np.median(t['rank'])))}")
+    elif kind == "priming" and "p_learn" in t:
+        parts.append(f"mean log10 p_learn {fmt_num(_mean(np.log10(np.maximum(t['p_learn'], 1e-45))))}")
+        if "log10_s_prime" in t:
+            s = t["log10_s_prime"]
+            parts.append(f"max log10 s_prime {fmt_num(float(np.nanmax(s)) if np.isfinite(s).any() else math.nan)}")
+        if "surprising" in t:
+            parts.append(f"surprising {int(t['surprising'].sum())}/{t['surprising'].size}")
+        if "exposures" in t:
+            parts.append(f"exposures {int(t['exposures'].max()) if t['exposures'].size else 0}")
+    elif kind == "format" and ("entropy_bits" in t or "dist" in t):
+        names = format_names(describe) or []
+        if "entropy_bits" in t:
+            parts.append(f"entropy {fmt_num(float(t['entropy_bits']))} bits")
+        if "dominant" in t:
+            i = int(t["dominant"])
+            name = names[i] if 0 <= i < len(names) else str(i)
+            share = f" {fmt_num(float(t['dominant_share']))}" if "dominant_share" in t else ""
+            parts.append(f"dominant {name}{share}")
+        if "collapsed" in t:
+            parts.append("COLLAPSED" if bool(t["collapsed"]) else "not collapsed")
+    else:
+        for k, v in list(t.items())[:5]:
+            value = v.item() if v.size == 1 else _mean(v.astype(np.float64))
+            parts.append(f"{k} {fmt_num(value)}" if v.size == 1 else f"{k} mean {fmt_num(value)}")
+    return "  ".join(parts)
+
+
+def step_groups(records: Iterable[Record]) -> Iterator[tuple[int, list[Record]]]:
+    """Consecutive records of the same step, as ``(step, records)`` (input sorted by step)."""
+    step, group = None, []
+    for r in records:
+        if r.step != step and group:
+            yield step, group  # type: ignore[misc]
+            group = []
+        step = r.step
+        group.append(r)
+    if group:
+        yield step, group  # type: ignore[misc]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="play a run log back step by step",
+        description="Re-render a run from its log, one step at a time, pacing steps by the wall-clock time"
+        " at which they were recorded divided by --speed. Exit code 0, or 1 when the run cannot be read.",
+    )
+    add_run_arguments(p)
+    p.add_argument("--speed", type=float, default=1.0, metavar="X", help="X times faster than recorded; 0: no pauses")
+    p.add_argument(
+        "--max-pause", type=float, default=1.0, metavar="S", help="longest pause between two steps, seconds (default 1)"
+    )
+    p.add_argument("--source", action="append", default=None, metavar="NAME", help="only this source (repeatable)")
+    p.add_argument("--start", type=int, default=None, metavar="STEP", help="first step to show")
+    p.add_argument("--stop", type=int, default=None, metavar="STEP", help="stop before this step")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="show every N-th step (and the last)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    for name in ("speed", "max_pause"):
+        value = getattr(args, name)
+        if not (value >= 0 and math.isfinite(value)):
+            print(f"probes replay: error: --{name.replace('_', '-')} must be >= 0, got {value}", file=sys.stderr)
+            return 2
+    if args.every < 1:
+        print(f"probes replay: error: --every must be a positive integer, got {args.every}", file=sys.stderr)
+        return 2
+    reader = open_for_command(args, "replay")
+    if reader is None:
+        return 1
+    sources = args.source or reader.sources()
+    unknown = [s for s in sources if s not in reader.sources()]
+    if unknown:
+        msg = f"no source {unknown[0]!r} in {args.run}; it has {reader.sources()}"
+        print(f"probes replay: error: {msg}", file=sys.stderr)
+        return 1
+    if not sources:
+        print(f"probes replay: error: {args.run} holds no records", file=sys.stderr)
+        return 1
+    times = {s: dict(zip(reader.steps(s).tolist(), reader.times(s).tolist())) for s in sources}
+    renderer = make_renderer({s: reader.describe(s) for s in sources}, out)
+    renderer.start(f"replaying {args.run} ({', '.join(sources)}), status {reader.status}")
+    groups = list(step_groups(reader.records(sources, start=args.start, stop=args.stop)))
+    prev_t = None
+    shown = 0
+    for k, (step, records) in enumerate(groups):
+        if k % args.every and k != len(groups) - 1:
+            continue
+        t = min(times[r.source][step] for r in records)
+        if args.speed > 0 and prev_t is not None:
+            time.sleep(min(args.max_pause, max(0.0, (t - prev_t) / args.speed)))
+        prev_t = t
+        renderer.update(step, records)
+        shown += 1
+    renderer.close(f"replayed {shown} steps")
+    return 0

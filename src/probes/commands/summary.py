@@ -1,0 +1,156 @@
+"""``probes summary RUN``: final and extreme values, collapse events and surprising samples."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+from typing import Any, TextIO
+
+from probes.runlog.cli_support import add_run_arguments, fmt_num, open_for_command, table
+
+__all__ = ["register", "render_summary", "run"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "summary",
+        help="tables of final and extreme values, collapse events and surprising samples",
+        description="Summarise a run log: per source the final and extreme value of every metric (with the"
+        " step and element where it occurred), keyword probabilities per pair, surprising priming samples,"
+        " and format-collapse events. Exit code 0, or 1 when the run cannot be read or holds no records.",
+    )
+    add_run_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of tables")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="rows per pair/sample table (default 20)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from probes.runlog.summary import summarize
+
+    if args.limit < 1:
+        print(f"probes summary: error: --limit must be a positive integer, got {args.limit}", file=sys.stderr)
+        return 2
+    reader = open_for_command(args, "summary")
+    if reader is None:
+        return 1
+    summary = summarize(reader, limit=args.limit)
+    if args.json:
+        out.write(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    else:
+        out.write(render_summary(summary) + "\n")
+    if not summary["sources"]:
+        print(f"probes summary: error: {args.run} holds no records (no shard files found yet?)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _when(t: Any) -> str:
+    if not isinstance(t, (int, float)):
+        return "-"
+    return _dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """The text form of :func:`probes.runlog.summary.summarize`'s result."""
+    lines = _header(summary)
+    for src in summary["sources"]:
+        head = f"{src['source']} ({src['type']}): {src['records']} records"
+        lines += ["", f"{head}, steps {src['first_step']}..{src['last_step']}"]
+        lines.append(_metric_table(src["metrics"]))
+        if src.get("keyword"):
+            lines += _keyword_lines(src["keyword"])
+        if src.get("priming"):
+            lines += _priming_lines(src["priming"])
+        if src.get("format"):
+            lines += _format_lines(src["format"])
+    return "\n".join(lines)
+
+
+def _header(summary: dict[str, Any]) -> list[str]:
+    info = summary["run"]
+    tl = [t for t in summary["timelines"] if t["timeline"] == info["timeline"]]
+    resumed = ""
+    if tl and tl[0]["parent"] >= 0:
+        resumed = f" (resumed after step {tl[0]['fork_step']} of timeline {tl[0]['parent']})"
+    lines = [
+        f"run      {info['path']}",
+        f"status   {info['status']}   timeline {info['timeline']} of {info['n_timelines']}{resumed}"
+        f"   shards {info['n_shards']}   last step {info['last_step']}",
+    ]
+    run_info = info.get("run", {})
+    lines.append(f"started  {_when(run_info.get('started'))}   updated {_when(info.get('updated'))}")
+    facts = [f"{k}={v}" for k, v in run_info.items() if k != "started" and isinstance(v, (str, int, float))]
+    if facts:
+        lines.append("info     " + "  ".join(facts))
+    lines += [f"skipped  {s['file']}: {s['problem']}" for s in info.get("skipped", [])]
+    return lines
+
+
+def _metric_table(metrics: list[dict[str, Any]]) -> str:
+    rows = []
+    for m in metrics:
+        shape = "x".join(map(str, m["shape"])) or "scalar"
+        if m.get("final_is_count"):
+            final = f"{m['final']} true"
+        elif m["shape"]:
+            final = "mean " + fmt_num(m.get("final_mean"))
+        else:
+            final = fmt_num(m.get("final"))
+        rows.append([m["name"], shape, final, _at(m.get("min")), _at(m.get("max"))])
+    return table(["metric", "shape", "final", "min (step, element)", "max (step, element)"], rows)
+
+
+def _keyword_lines(kw: dict[str, Any]) -> list[str]:
+    rows = [
+        [r["pair"], r["group"], r["p_first_initial"], r["p_first_final"], _signed(r["delta_log10"]), r["rank_final"]]
+        for r in kw["pairs"]
+    ]
+    return [
+        "",
+        f"  pairs by |change of log10 p_first| ({len(rows)} of {kw['n_pairs']}):",
+        table(["pair", "group", "p_first first", "final", "Δlog10", "rank"], rows, indent="    "),
+    ]
+
+
+def _priming_lines(pr: dict[str, Any]) -> list[str]:
+    names = f": {', '.join(pr['surprising'])}" if pr["surprising"] else ""
+    rows = [
+        [r["sample"], r["p_before"], r["s_prime"], r["log10_s_prime"], r["exposures"], r["surprising"]]
+        for r in pr["samples"]
+    ]
+    return [
+        "",
+        f"  surprising samples (p_before < {fmt_num(pr['threshold'])}) at step {pr['step']}:"
+        f" {len(pr['surprising'])} of {pr['n_samples']}{names}",
+        table(["sample", "p_before", "s_prime", "log10 s_prime", "exposures", "surprising"], rows, indent="    "),
+    ]
+
+
+def _format_lines(fm: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    events = fm.get("collapse_events")
+    if events is not None:
+        lines += ["", f"  collapse events: {len(events) or 'none'}"]
+        if events:
+            rows = [
+                [e["step"], e["event"], e["dominant"] or "-", e["dominant_share"], e["entropy_bits"]] for e in events
+            ]
+            lines.append(table(["step", "event", "dominant", "share", "entropy (bits)"], rows, indent="    "))
+    if "final_distribution" in fm:
+        dist = ", ".join(f"{k} {fmt_num(v)}" for k, v in fm["final_distribution"].items())
+        lines.append(f"  final distribution: {dist}")
+    return lines
+
+
+def _at(extreme: Any) -> str:
+    if not extreme:
+        return "-"
+    where = f"{extreme['step']}, {extreme['element']}" if extreme["element"] else f"{extreme['step']}"
+    return f"{fmt_num(extreme['value'])} ({where})"
+
+
+def _signed(x: Any) -> str:
+    return "-" if x is None else ("+" if x >= 0 else "") + fmt_num(x)
