@@ -92,7 +92,15 @@ def run(name: str, task: ArithmeticTask, *, steps: int, kl: float, reward: str, 
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("always", FormatCollapseWarning)
-        warnings.showwarning = lambda message, *args, **kwargs: print(f"  ! {message}", flush=True)
+        show = warnings.showwarning
+
+        def show_collapse(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, FormatCollapseWarning):
+                print(f"  ! {message}", flush=True)  # live, between the progress lines
+            else:
+                show(message, category, *args, **kwargs)
+
+        warnings.showwarning = show_collapse
         trainer.fit(module, module.prompts_loader(steps, 8, seed=seed))
     seconds = time.perf_counter() - start
     last = exact.history[-1].tensors
@@ -120,6 +128,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*litlogger.*")
+    warnings.filterwarnings("ignore", message=".*treespec.*")  # a Lightning-internal deprecation notice
     steps = args.steps or (40 if args.quick else 150)
     every = 5 if args.quick else 10
     task = ArithmeticTask()

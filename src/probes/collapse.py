@@ -2,7 +2,9 @@
 
 A distribution has *collapsed* when, for ``patience`` consecutive records, its dominant format
 holds a share ``>= tau`` or its normalized entropy is ``<= eps`` (either test may be switched off
-with ``None``), with the same dominant format throughout the streak.
+with ``None``), with the same dominant format throughout the streak. Leaving the collapsed state
+takes ``patience`` consecutive records that do not qualify (hysteresis), so a share hovering at
+``tau`` does not flicker between states; every new onset after such a recovery is acted on again.
 
 The decision is two small pure functions, easy to test and to agree on across ranks:
 
@@ -106,6 +108,8 @@ class CollapseState:
         first_share: dominant share at ``first_step`` (-1.0: never).
         first_streak_start: step at which that first qualifying streak began (-1: never).
         onsets: how many times the state went from not collapsed to collapsed.
+        recovery: while collapsed, consecutive records that did not qualify (``patience`` of
+            them end the collapse).
     """
 
     streak: int = 0
@@ -117,6 +121,7 @@ class CollapseState:
     first_share: float = -1.0
     first_streak_start: int = -1
     onsets: int = 0
+    recovery: int = 0
 
     def state_dict(self) -> dict[str, Any]:
         """Primitives only, with a version key (loads with ``torch.load(weights_only=True)``)."""
@@ -186,9 +191,24 @@ def evaluate_collapse(
     stats = f"dominant share {share:.3f}, normalized entropy {norm_entropy:.3f}"
     if condition is None:
         return False, f"No evidence at step {step} (no classified outputs); collapse state unchanged.", state
+    recovered = ""
+    if state.collapsed:
+        held = _name(names, state.streak_format)
+        if condition and dominant == state.streak_format:
+            new = replace(state, streak=state.streak + 1, recovery=0)
+            return False, f"Still collapsed to format {held} at step {step} ({stats}, {new.streak} records).", new
+        if state.recovery + 1 < criterion.patience:
+            new = replace(state, recovery=state.recovery + 1)
+            reason = (
+                f"Still collapsed to format {held} at step {step} ({stats}); {new.recovery}/{criterion.patience}"
+                " records toward recovery."
+            )
+            return False, reason, new
+        state = replace(state, collapsed=False, streak=0, streak_format=-1, streak_start=-1, recovery=0)
+        recovered = f"Recovered from the collapse to format {held} at step {step}. "
     if not condition:
-        new = replace(state, streak=0, streak_format=-1, streak_start=-1, collapsed=False)
-        return False, f"No collapse at step {step}: {stats}; criterion is {criterion.describe()}.", new
+        new = replace(state, streak=0, streak_format=-1, streak_start=-1, collapsed=False, recovery=0)
+        return False, f"{recovered}No collapse at step {step}: {stats}; criterion is {criterion.describe()}.", new
     if state.streak > 0 and dominant == state.streak_format:
         streak, start = state.streak + 1, state.streak_start
     else:
@@ -208,10 +228,8 @@ def evaluate_collapse(
             f" criterion: {criterion.describe()}."
         )
         return True, reason, new
-    if collapsed:
-        return False, f"Still collapsed to format {fmt} at step {step} ({stats}, {streak} records).", new
     return (
         False,
-        f"Format {fmt} meets the criterion at step {step} ({stats}); {streak}/{criterion.patience} records.",
+        f"{recovered}Format {fmt} meets the criterion at step {step} ({stats}); {streak}/{criterion.patience} records.",
         new,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,27 +40,44 @@ def run(dists, criterion, names=NAMES):
     return out
 
 
-def brute_force_first_collapse(shares, tau, patience):
-    """Reference: first index i with shares[i-patience+1 .. i] all >= tau (same dominant assumed)."""
-    for i in range(len(shares)):
-        window = shares[max(0, i - patience + 1) : i + 1]
-        if len(window) == patience and all(s >= tau for s in window):
-            return i
-    return -1
+def brute_force_states(qualifies, patience):
+    """Reference by sliding windows: collapse when the last `patience` records all qualify; recover
+    when the last `patience` records all fail. Returns (collapsed after each record, onset flags)."""
+    collapsed, states, onsets = False, [], []
+    for i in range(len(qualifies)):
+        window = qualifies[max(0, i - patience + 1) : i + 1]
+        onset = False
+        if len(window) == patience:
+            if not collapsed and all(window):
+                collapsed = onset = True
+            elif collapsed and not any(window):
+                collapsed = False
+        states.append(collapsed)
+        onsets.append(onset)
+    return states, onsets
 
 
-@pytest.mark.parametrize("patience", [1, 2, 3])
-def test_patience_against_brute_force(patience):
-    shares = [0.6, 0.92, 0.95, 0.7, 0.91, 0.93, 0.97, 0.99, 0.5]
+@pytest.mark.parametrize("patience", [1, 2, 3, 4])
+def test_patience_and_hysteresis_against_brute_force(patience):
+    rng = np.random.default_rng(patience)
+    shares = np.clip(0.9 + rng.normal(0, 0.05, 300), 0.5, 1.0)
     out = run([[s, 1 - s] for s in shares], CollapseCriterion(tau=0.9, patience=patience))
-    first = next((i for i, (onset, _, _) in enumerate(out) if onset), -1)
-    assert first == brute_force_first_collapse(shares, 0.9, patience)
+    want_states, want_onsets = brute_force_states([s >= 0.9 for s in shares], patience)
+    assert [st.collapsed for _, _, st in out] == want_states
+    assert [o for o, _, _ in out] == want_onsets
+    assert sum(want_onsets) >= 2  # the sequence exercises onsets and recoveries
+    first = want_onsets.index(True)
     final = out[-1][2]
-    assert final.first_step == first
-    assert final.first_format == 0
+    assert final.first_step == first and final.first_format == 0
     assert final.first_share == pytest.approx(shares[first])
-    assert not final.collapsed  # the last record (0.5) ended the streak
-    assert final.streak == 0
+    assert final.onsets == sum(want_onsets)
+
+
+def test_a_single_dip_does_not_end_a_collapse():
+    crit = CollapseCriterion(tau=0.9, patience=3)
+    out = run([[0.95, 0.05]] * 3 + [[0.6, 0.4]] * 2 + [[0.95, 0.05]] + [[0.6, 0.4]] * 3, crit)
+    assert [st.collapsed for _, _, st in out] == [False, False, True, True, True, True, True, True, False]
+    assert "toward recovery" in out[4][1] and "Recovered" in out[-1][1]
 
 
 def test_onset_message_names_format_share_step_and_thresholds():
