@@ -139,3 +139,21 @@ def test_selection_memory_and_errors() -> None:
         IgnoreTopK(modules=["net.9"]).select(model)
     with pytest.raises(ValueError, match="no trainable parameter"):
         IgnoreTopK(param_filter=lambda name, p: False).select(model)
+
+
+def test_manual_optimization_with_accumulation_prunes_once_per_step() -> None:
+    from probes.demos import GPTConfig, TinyLM, corpus_loader
+
+    pl.seed_everything(0)
+    model = TinyLM(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=48), manual=True, accumulate=2)
+    cb, recorder = IgnoreTopK(0.08), StepRecorder()
+    trainer = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[cb, recorder])
+    trainer.fit(model, corpus_loader(n_windows=40, batch_size=4, block_size=40))
+    assert cb.n_applied == 3 and len(recorder.before) == 3  # 6 micro-batches, 3 optimizer steps
+    steps = [i for i in range(len(recorder.after)) if i % 2 == 1]  # batch ends right after each step
+    name = "model.blocks.0.qkv.weight"  # dense: every entry gets a non-zero AdamW update
+    n = n_reverted(32 * 96, 0.08)
+    for step, after_idx in enumerate(steps):
+        unchanged = recorder.after[after_idx][name] == recorder.before[step][name]
+        assert int(unchanged.sum()) == n, step

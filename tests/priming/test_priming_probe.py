@@ -200,8 +200,12 @@ def test_bad_arguments() -> None:
 
 def test_one_outlandish_fact_twenty_presentations() -> None:
     """Pretrain a small LM for 60 steps on the themed corpus, then replace one row of each of 20
-    consecutive minibatches with an outlandish fact. Observed on CPU, torch 2.13, one thread:
-    s_mem = {s_mem}, s_prime = {s_prime} at exposures = 20 (see the assertion messages)."""
+    consecutive minibatches with an outlandish fact.
+
+    Observed (CPU, torch 2.13, one thread, seed 0), at the final reading with exposures = 20:
+    p_before = 7.157e-15, s_mem = 604.2, s_prime = 404.6, median prefix ratio = 227.7.
+    The bounds below leave room for other BLAS builds while still requiring both effects.
+    """
     pl.seed_everything(0)
     model = TinyLM(GPTConfig(n_layer=2, n_head=4, n_embd=64, block_size=64), lr=3e-3)
     loader = InjectedLoader(corpus_loader(n_windows=640, batch_size=8, block_size=48), [PEARL], TOK,
@@ -218,4 +222,47 @@ def test_one_outlandish_fact_twenty_presentations() -> None:
     assert last["exposures"].item() == 20, figures
     assert bool(last["surprising"]), figures
     assert s_mem > 10, figures
-    assert s_prime > 2, figures  # measurable priming into the three other colour contexts
+    assert s_prime > 10 and median > 10, figures  # measurable priming into the three other colour contexts
+
+
+def test_probe_and_exposure_counting_leave_training_bit_identical() -> None:
+    def train(with_probe: bool) -> TinyLM:
+        pl.seed_everything(0)
+        model = TinyLM(SMALL, lr=3e-3)
+        loader = InjectedLoader(corpus_loader(n_windows=40, batch_size=4, block_size=40), [PEARL], TOK,
+                                presentations=3, start=1)
+        callbacks = [PrimingProbe([PEARL, PLUM], TOK, model="model")] if with_probe else []
+        pl.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, callbacks=callbacks).fit(model, loader)
+        return model
+
+    plain, probed = train(False), train(True)
+    assert plain.losses == probed.losses
+    for (name, a), (_, b) in zip(plain.state_dict().items(), probed.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
+def test_checkpoint_resume_mid_epoch_matches_an_uninterrupted_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from probes.callbacks.ignore_topk import IgnoreTopK
+
+    def fit(steps: int, ckpt: Any = None) -> tuple[PrimingProbe, InjectedLoader, TinyLM]:
+        pl.seed_everything(0)
+        probe = PrimingProbe([PEARL], TOK, model="model")
+        model = TinyLM(SMALL)
+        loader = InjectedLoader(corpus_loader(n_windows=40, batch_size=4, block_size=40), [PEARL], TOK,
+                                presentations=6, every=2, start=1)
+        saver = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_train_steps=4)
+        pl.Trainer(max_steps=steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                   callbacks=[probe, IgnoreTopK(), saver]).fit(model, loader, ckpt_path=ckpt)
+        return probe, loader, model
+
+    fit(4)  # interrupted after 4 of 10 minibatches of the first epoch
+    resumed_probe, resumed_loader, resumed = fit(12, tmp_path / "last.ckpt")
+    probe, loader, straight = fit(12)
+    assert [e.batch_index for e in resumed_loader.events] == [5, 7, 9, 11]  # 1 and 3 were before the checkpoint
+    assert resumed_loader.counts == loader.counts == {"pearl": 6}
+    assert resumed_probe.exposures.tolist() == probe.exposures.tolist() == [6]
+    for (name, a), (_, b) in zip(resumed.state_dict().items(), straight.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert torch.equal(resumed_probe.latest()["s_mem"], probe.latest()["s_mem"])

@@ -357,6 +357,8 @@ class PrimingProbe(ProbeCallback):
         if step == self._last_hook_step:  # several optimizers: one reading per step
             return
         self._last_hook_step = step
+        if trainer.world_size > 1 and self.count_exposures:  # every rank counted its own shard
+            self._pending = trainer.strategy.reduce(self._pending, reduce_op="sum")
         if step % self.every_n_steps == 0 or self._baseline_due(step):
             self.take_reading(trainer, pl_module, log=True)
         self._applied += self._pending  # this update applies this step's micro-batches
