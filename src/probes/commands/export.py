@@ -35,7 +35,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    out = out if out is not None else sys.stdout
     reader = open_for_command(args, "export")
     if reader is None:
         return 1

@@ -11,7 +11,7 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Protocol, TextIO
+from typing import Any, Optional, Protocol, TextIO
 
 import numpy as np
 
@@ -41,9 +41,9 @@ class PlainRenderer:
         out: where to write; flushed after every step so piping to ``tee`` or a file works live.
     """
 
-    def __init__(self, describes: Mapping[str, Mapping[str, Any]], out: TextIO = sys.stdout) -> None:
+    def __init__(self, describes: Mapping[str, Mapping[str, Any]], out: Optional[TextIO] = None) -> None:
         self.describes = describes
-        self.out = out
+        self.out = out if out is not None else sys.stdout
         self.width = max((len(s) for s in describes), default=6)
 
     def start(self, title: str) -> None:
@@ -61,7 +61,7 @@ class PlainRenderer:
         self.out.flush()
 
 
-def make_renderer(describes: Mapping[str, Mapping[str, Any]], out: TextIO = sys.stdout) -> Renderer:
+def make_renderer(describes: Mapping[str, Mapping[str, Any]], out: Optional[TextIO] = None) -> Renderer:
     """The renderer replay and watch use (swap this for the live dashboard)."""
     return PlainRenderer(describes, out)
 
@@ -146,7 +146,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    out = out if out is not None else sys.stdout
     for name in ("speed", "max_pause"):
         value = getattr(args, name)
         if not (value >= 0 and math.isfinite(value)):

@@ -6,7 +6,7 @@ import argparse
 import datetime as _dt
 import json
 import sys
-from typing import Any, TextIO
+from typing import Any, Optional, TextIO
 
 from probes.runlog.cli_support import add_run_arguments, fmt_num, open_for_command, table
 
@@ -27,7 +27,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    out = out if out is not None else sys.stdout
     from probes.runlog.summary import summarize
 
     if args.limit < 1:

@@ -35,7 +35,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    out = out if out is not None else sys.stdout
     if not (args.interval > 0 and math.isfinite(args.interval)):
         print(f"probes watch: error: --interval must be > 0, got {args.interval}", file=sys.stderr)
         return 2

@@ -28,8 +28,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_for_command(args: argparse.Namespace, command: str, err: TextIO = sys.stderr) -> Optional[RunReader]:
-    """Open ``args.run``; on failure print ``probes COMMAND: error: ...`` and return None."""
+def open_for_command(args: argparse.Namespace, command: str, err: Optional[TextIO] = None) -> Optional[RunReader]:
+    """Open ``args.run``; on failure print ``probes COMMAND: error: ...`` (to stderr) and return None."""
+    err = err if err is not None else sys.stderr
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RunLogWarning)
