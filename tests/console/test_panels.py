@@ -155,3 +155,34 @@ def test_panels_without_data_stay_out_of_the_way(clock: FakeClock) -> None:
     d.write(Record(0, "custom", {"x": torch.zeros(1)}))
     titles = [line[:12] for line in render(d, 100).splitlines() if line.startswith("╭─")]
     assert titles == ["╭─ keyword ·"]
+
+
+def test_format_panel_scored_mode_shares_of_classified(clock: FakeClock) -> None:
+    # scored mode over a label space: tiny label probabilities, the rest is "everything else";
+    # FormatProbe's dominant share and entropy are over the labels only (1e-5 : 3e-5 -> 25% : 75%)
+    d = Dashboard(clock=clock)
+    d.register_source("colour", {"type": "FormatProbe", "formats": ["red", "blue"], "other": "everything else"})
+    dist = torch.tensor([1e-5, 3e-5, 1 - 4e-5], dtype=torch.float64)
+    bits = -(0.25 * math.log2(0.25) + 0.75 * math.log2(0.75))
+    tensors = {
+        "dist": dist,
+        "entropy_bits": torch.tensor(bits),
+        "norm_entropy": torch.tensor(bits),
+        "eff_formats": torch.tensor(2**bits),
+        "dominant": torch.tensor(1),
+        "dominant_share": torch.tensor(0.75),
+        "unclassified": dist[2],
+        "n": torch.tensor(0),
+        "collapsed": torch.tensor(False),
+    }
+    d.write(Record(0, "colour", tensors))
+    assert panel_text(FormatPanel(d.states["colour"], max_rows=6), 80) == [
+        "╭─ colour · H 0.81 bits · norm 0.81 · eff 1.75 ────────────────────────────────╮",
+        "│ format           share                                                       │",
+        "│ red              <0.1%                                                       │",
+        "│ blue             <0.1%                                                       │",
+        "│ everything else  100.0%  ████████████████████████████████████████            │",
+        "│ dominant blue 75.0% of classified  entropy ▁ 0.81→0.81 bits                  │",
+        "╰──────────────────────────────────────────────────────────────────────────────╯",
+    ]
+    assert d.summary_line().endswith("| colour: blue 75.0% of classified, H 0.81 bits")

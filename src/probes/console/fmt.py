@@ -44,9 +44,11 @@ def fmt_ratio(r: float) -> str:
 
 
 def fmt_share(x: float) -> str:
-    """A fraction as a percentage with one decimal: ``82.5%``."""
+    """A fraction as a percentage with one decimal: ``82.5%``; ``<0.1%`` for tiny non-zero shares."""
     bad = _bad(x)
-    return bad if bad is not None else f"{100.0 * x:.1f}%"
+    if bad is not None:
+        return bad
+    return "<0.1%" if 0.0 < x < 0.0005 else f"{100.0 * x:.1f}%"
 
 
 def fmt_rate(steps_per_s: float | None) -> str:

@@ -187,6 +187,7 @@ class FormatPanel:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("dominant ", style="dim")
         text.append(f"{s.dominant_name} {fmt_share(s.scalar('dominant_share'))}", style="bold")
+        text.append(s.share_basis, style="dim")
         text.append("  entropy ", style="dim")
         text.append(sparkline_text(entropy, 24), style="yellow")
         text.append(f" {entropy[0]:.2f}→{entropy[-1]:.2f} bits" if entropy else "")

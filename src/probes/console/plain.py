@@ -40,9 +40,8 @@ def _priming(s: PrimingState, threshold: float) -> str:
 
 
 def _format(s: FormatState) -> str:
-    text = (
-        f"{s.source}: {s.dominant_name} {fmt_share(s.scalar('dominant_share'))}, H {s.scalar('entropy_bits'):.2f} bits"
-    )
+    share = f"{fmt_share(s.scalar('dominant_share'))}{s.share_basis}"
+    text = f"{s.source}: {s.dominant_name} {share}, H {s.scalar('entropy_bits'):.2f} bits"
     return text + (", COLLAPSED" if s.collapsed else "")
 
 

@@ -230,7 +230,9 @@ class FormatState(SourceState):
     def __init__(self, source: str, describe: Mapping[str, Any], *, history: int = 64) -> None:
         super().__init__(source, describe, history=history)
         formats = _names(self.describe.get("formats"), "format") or []
-        self.names = [*formats, "other"]
+        other = self.describe.get("other")
+        self.other_name = other if isinstance(other, str) and other else "other"
+        self.names = [*formats, self.other_name]
         self.latest: dict[str, list[float]] = {}
         self.entropy_bits: History[float] = History(history)
         self.collapsed = False
@@ -241,7 +243,7 @@ class FormatState(SourceState):
         n = len(self.latest.get("dist", []))
         if n and len(self.names) != n:
             known = self.names[:-1][: n - 1]
-            self.names = [*known, *(f"format{i}" for i in range(len(known), n - 1)), "other"]
+            self.names = [*known, *(f"format{i}" for i in range(len(known), n - 1)), self.other_name]
         alerts = _nonfinite(self.source, "dist", tensors.get("dist"), self.names, step)
         self.entropy_bits.append(step, _scalar(tensors, "entropy_bits"))
         collapsed = bool(_scalar(tensors, "collapsed") == 1.0)
@@ -259,9 +261,21 @@ class FormatState(SourceState):
 
     @property
     def dominant_name(self) -> str:
-        """Name of the dominant format of the latest reading."""
+        """Name of the dominant format of the latest reading (an em dash when nothing was classified)."""
         i = self.scalar("dominant")
-        return self.names[int(i)] if math.isfinite(i) and 0 <= int(i) < len(self.names) else "?"
+        return self.names[int(i)] if math.isfinite(i) and 0 <= int(i) < len(self.names) else "—"
+
+    @property
+    def share_basis(self) -> str:
+        """``" of classified"`` when the dominant share excludes an unclassified remainder, else ``""``.
+
+        FormatProbe computes the dominant share, entropy and KL over the named formats,
+        renormalised, unless its ``describe()`` says ``include_other``.
+        """
+        unclassified = self.scalar("unclassified")
+        if self.describe.get("include_other") or not (math.isfinite(unclassified) and unclassified >= 0.0005):
+            return ""
+        return " of classified"
 
 
 _STATES: dict[str, type[SourceState]] = {cls.type_name: cls for cls in (KeywordState, PrimingState, FormatState)}
