@@ -16,7 +16,7 @@
 Usage::
 
     python examples/priming_experiment.py            # full run, a few minutes on 2 CPU cores
-    python examples/priming_experiment.py --quick    # CI smoke setting, under a minute
+    python examples/priming_experiment.py --quick    # CI smoke setting, about a minute
     python examples/priming_experiment.py --json results.json
 """
 

@@ -69,10 +69,17 @@ def _check_floor(p_floor: float) -> float:
     return float(p_floor)
 
 
+def _group_counts(owner: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Entries per group, int64. ``index_add_`` rather than ``bincount``: on CUDA ``bincount``
+    reads the maximum back to the host, which would stall every reading."""
+    counts = torch.zeros(n_groups, dtype=torch.long, device=owner.device)
+    return counts.index_add_(0, owner, torch.ones_like(owner))
+
+
 def group_slots(owner: torch.Tensor, n_groups: int) -> torch.Tensor:
     """Position of each entry within its group (0-based, in order of appearance)."""
     order = torch.argsort(owner, stable=True)
-    counts = torch.bincount(owner, minlength=n_groups)
+    counts = _group_counts(owner, n_groups)
     starts = torch.cumsum(counts, 0) - counts
     slots = torch.empty_like(owner)
     slots[order] = torch.arange(owner.numel(), device=owner.device) - starts[owner[order]]
@@ -93,7 +100,7 @@ def group_median(
     :func:`group_slots`) and ``width`` (the largest group size) when the grouping is fixed, so
     no value is read back to the host.
     """
-    counts = torch.bincount(owner, minlength=n_groups)
+    counts = _group_counts(owner, n_groups)
     if width is None:
         width = int(counts.max()) if owner.numel() else 0
     out = torch.full((n_groups,), math.nan, dtype=values.dtype, device=values.device)
@@ -157,7 +164,7 @@ def priming_scores(
 
     log_s_mem = cur_l.clamp_min(lf) - base_l.clamp_min(lf)
     ratio = torch.exp(cur_p.clamp_min(lf) - base_p.clamp_min(lf))  # [J]
-    counts = torch.bincount(owner, minlength=n).to(ratio.dtype)
+    counts = _group_counts(owner, n).to(ratio.dtype)
     s_prime = torch.zeros(n, dtype=ratio.dtype, device=ratio.device).index_add_(0, owner, ratio) / counts
     dp = torch.exp(cur_p) - torch.exp(base_p)
     delta_p_prime = torch.zeros(n, dtype=dp.dtype, device=dp.device).index_add_(0, owner, dp) / counts
