@@ -279,6 +279,8 @@ class PrimingProbe(ProbeCallback):
     def count(self, batch: Any) -> torch.Tensor:
         """Occurrences of every sample in ``batch`` (``[n_samples]`` int64 on the batch's device)."""
         ids, mask = self._batch_ids(batch)
+        if self._patterns.device != ids.device:  # moved once, not per batch
+            self._patterns, self._pattern_lengths = self._patterns.to(ids.device), self._pattern_lengths.to(ids.device)
         return count_occurrences(ids, self._patterns, self._pattern_lengths, mask=mask, pad_id=self.pad_id)
 
     @override
