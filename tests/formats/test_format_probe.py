@@ -360,3 +360,22 @@ def test_state_dict_resume_with_weights_only():
         trainer([resumed], max_steps=1).fit(ScriptedRollouts(COLLAPSING[:1]))
     assert resumed.collapse_state.first_step == 0 and resumed.collapse_state.first_streak_start == 0
     assert float(resumed.history[0].tensors["kl_from_first"]) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_probes_are_picklable_in_every_mode():
+    """ddp_spawn pickles callbacks: no closures may hide in a probe."""
+    import pickle
+
+    tok = ByteTokenizer()
+    probes = [
+        FormatProbe(SPEC, mode="rollout", tokenizer=tok),
+        FormatProbe(SPEC, mode="sampled", prompts=["1+1 "], tokenizer=tok),
+        FormatProbe(SPEC, mode="scored", prompts=["1+1 "], tokenizer=tok),
+        FormatProbe(LabelSpace(["yes", "no"]), mode="scored", prompts=["ok?"], tokenizer=tok),
+    ]
+    for probe in probes:
+        clone = pickle.loads(pickle.dumps(probe))
+        assert clone.describe() == probe.describe()
+    rollout = pickle.loads(pickle.dumps(probes[0]))
+    rollout.add_rollouts({"completions": [tok.encode("= 1"), tok.encode("ans: 2")]})
+    assert rollout.metrics(rollout._tally)["dist"].tolist() == [0.5, 0.5, 0.0]

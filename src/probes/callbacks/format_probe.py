@@ -29,7 +29,7 @@ from probes.functional.entropy import distribution_summary
 from probes.sampling import SamplerConfig, sample_texts
 from probes.specs import ProbePair, ProbeSet
 
-__all__ = ["FormatProbe"]
+__all__ = ["FormatProbe", "FormatTally"]
 
 _STATE_VERSION = 1
 Mode = Literal["rollout", "sampled", "scored"]
@@ -37,18 +37,36 @@ GenerateFn = Callable[[nn.Module, list[str]], Sequence[Sequence[str]]]
 CompletionFn = Callable[[int, str], Any]
 
 
-def _as_decoder(tokenizer: Any) -> Optional[Callable[[Sequence[int]], str]]:
-    """``ids -> text`` from a Hugging Face tokenizer, an object with ``decode``, or None."""
-    if tokenizer is None:
-        return None
-    if hasattr(tokenizer, "batch_decode") and hasattr(tokenizer, "decode"):
-        return lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True)
-    if hasattr(tokenizer, "decode"):
-        return lambda ids: tokenizer.decode(list(ids))
-    raise ValueError(
-        f"Tokenizer {tokenizer!r} has no `decode` method; token-id completions need one to be classified."
-        " Pass a tokenizer with decode(ids) -> str, or return completions as strings."
-    )
+class _Decoder:
+    """``ids -> text`` with a tokenizer's ``decode`` (special tokens skipped for Hugging Face ones).
+
+    A class rather than a closure, so the probe stays picklable (``ddp_spawn`` pickles callbacks).
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        if not callable(getattr(tokenizer, "decode", None)):
+            raise ValueError(
+                f"Tokenizer {tokenizer!r} has no `decode` method; token-id completions need one to be classified."
+                " Pass a tokenizer with decode(ids) -> str, or return completions as strings."
+            )
+        self.tokenizer = tokenizer
+        self.hf = hasattr(tokenizer, "batch_decode")
+
+    def __call__(self, ids: Sequence[int]) -> str:
+        if self.hf:
+            return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return self.tokenizer.decode(list(ids))
+
+
+class _Encoder:
+    """``text -> ids`` through :func:`~probes.adapters.as_encoder`, built lazily (picklable)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        as_encoder(tokenizer)  # validates now
+        self.tokenizer = tokenizer
+
+    def __call__(self, text: str) -> list[int]:
+        return as_encoder(self.tokenizer)(text)  # type: ignore[misc]
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -57,8 +75,12 @@ def _positive_int(value: object, name: str) -> int:
     return value
 
 
-class _Tally:
-    """Per-bucket sums of one record: counts (or probability mass), rewards and correctness."""
+class FormatTally:
+    """Per-bucket sums behind one record: counts (probability mass in scored mode), reward and
+    correctness sums with the number of values seen, and the number of completions ``n``.
+
+    :meth:`FormatProbe.read` returns one; :meth:`FormatProbe.metrics` turns it into record tensors.
+    """
 
     def __init__(self, k: int, device: torch.device) -> None:
         z = lambda: torch.zeros(k, dtype=torch.float64, device=device)  # noqa: E731
@@ -238,8 +260,11 @@ class FormatProbe(ProbeCallback):
         self.generate_fn = generate_fn
         self.reward_fn = reward_fn
         self.correct_fn = correct_fn
-        self._encode = as_encoder(tokenizer) if mode != "rollout" else None
-        self._decode = _as_decoder(tokenizer)
+        # encoders and decoders are small classes, not closures: the probe stays picklable (ddp_spawn)
+        self._encode = _Encoder(tokenizer) if mode != "rollout" and tokenizer is not None else None
+        needs_decode = mode == "rollout" or (mode == "sampled" and generate_fn is None)
+        can_decode = callable(getattr(tokenizer, "decode", None))
+        self._decode = _Decoder(tokenizer) if tokenizer is not None and (needs_decode or can_decode) else None
         self.prompts: list[str] = []
         self.reader: Optional[ModelReader] = None
         if mode in ("sampled", "scored"):
@@ -253,7 +278,7 @@ class FormatProbe(ProbeCallback):
             self._build_scorer(token_budget)
         self._state = CollapseState()
         self._first: Optional[torch.Tensor] = None
-        self._tally: Optional[_Tally] = None
+        self._tally: Optional[FormatTally] = None
         self._batch_step = -1
         self._last_step = -1
         self._n_records = 0
@@ -388,7 +413,10 @@ class FormatProbe(ProbeCallback):
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.mode == "rollout":
-            if self._tally is not None and int(self._tally.n) > 0:
+            pending = self._tally is not None and int(self._tally.n) > 0
+            if trainer.world_size > 1:  # the flush reduces across ranks: every rank must take part
+                pending = trainer.strategy.reduce_boolean_decision(pending, all=False)
+            if pending:
                 self._flush_rollouts(trainer, pl_module, step=self._batch_step, log=False)
         elif trainer.global_step != self._last_step:
             self._finish(trainer, pl_module, self.read(pl_module), step=trainer.global_step, log=False)
@@ -418,7 +446,7 @@ class FormatProbe(ProbeCallback):
             )
         device = rewards.device if rewards is not None else torch.device("cpu")
         if self._tally is None:
-            self._tally = _Tally(len(self.spec) + 1, device)
+            self._tally = FormatTally(len(self.spec) + 1, device)
         buckets = torch.tensor(self.spec.classify_many(texts), dtype=torch.long)
         self._tally.add(buckets, rewards, correct)
 
@@ -468,7 +496,7 @@ class FormatProbe(ProbeCallback):
             )
         return t.reshape(-1).to(torch.float64)
 
-    def read(self, module: nn.Module) -> _Tally:
+    def read(self, module: nn.Module) -> FormatTally:
         """One reading in sampled or scored mode (no Trainer needed); sums per bucket."""
         if self.mode == "scored":
             return self._read_scored(module)
@@ -476,7 +504,7 @@ class FormatProbe(ProbeCallback):
             return self._read_sampled(module)
         raise RuntimeError("Rollout mode reads training-step outputs; use add_rollouts().")
 
-    def _read_scored(self, module: nn.Module) -> _Tally:
+    def _read_scored(self, module: nn.Module) -> FormatTally:
         assert self.reader is not None
         scores = self.reader.read(module)
         p = scores.logp_seq.double().exp()
@@ -485,14 +513,14 @@ class FormatProbe(ProbeCallback):
         mass = torch.zeros(len(self.prompts), k, dtype=torch.float64, device=p.device)
         mass.index_put_((owner_prompt, owner_format), p, accumulate=True)
         rest = (1.0 - mass.sum(dim=1, keepdim=True)).clamp_min(0.0)
-        tally = _Tally(k + 1, p.device)
+        tally = FormatTally(k + 1, p.device)
         tally.count = torch.cat([mass, rest], dim=1).mean(dim=0)
         nan = torch.full((k + 1,), math.nan, dtype=torch.float64, device=p.device)
         tally.reward_sum, tally.reward_n = nan.clone(), torch.ones_like(nan)
         tally.correct_sum, tally.correct_n = nan.clone(), torch.ones_like(nan)
         return tally
 
-    def _read_sampled(self, module: nn.Module) -> _Tally:
+    def _read_sampled(self, module: nn.Module) -> FormatTally:
         lm = resolve_module(module, self.model_path)
         if self.generate_fn is not None:
             with isolated_eval(lm):
@@ -525,7 +553,7 @@ class FormatProbe(ProbeCallback):
             )
         elif rewards is not None and self.reward_threshold is not None:
             correct = (rewards >= self.reward_threshold).to(torch.float64)
-        tally = _Tally(len(self.spec) + 1, torch.device("cpu"))
+        tally = FormatTally(len(self.spec) + 1, torch.device("cpu"))
         if texts:
             tally.add(torch.tensor(self.spec.classify_many(texts), dtype=torch.long), rewards, correct)
         return tally
@@ -533,7 +561,7 @@ class FormatProbe(ProbeCallback):
     # --- records --------------------------------------------------------------------------------
 
     def _flush_rollouts(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, step: int, log: bool) -> None:
-        tally = self._tally or _Tally(len(self.spec) + 1, torch.device("cpu"))
+        tally = self._tally or FormatTally(len(self.spec) + 1, torch.device("cpu"))
         if trainer.world_size > 1:  # every rank calls this at the same hook, so the collective matches
             summed = trainer.strategy.reduce(tally.stacked().to(pl_module.device), reduce_op="sum")
             n = trainer.strategy.reduce(tally.n.to(pl_module.device), reduce_op="sum")
@@ -542,7 +570,7 @@ class FormatProbe(ProbeCallback):
         self._tally = None
         self._finish(trainer, pl_module, tally, step=step, log=log)
 
-    def metrics(self, tally: _Tally) -> dict[str, torch.Tensor]:
+    def metrics(self, tally: FormatTally) -> dict[str, torch.Tensor]:
         """The record tensors (except ``collapsed``) of one tally, on the tally's device."""
         k = len(self.spec)
         total = tally.count.sum()
@@ -561,7 +589,7 @@ class FormatProbe(ProbeCallback):
         return {name: out[name] for name in _ORDER}
 
     def _finish(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, tally: _Tally, *, step: int, log: bool
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, tally: FormatTally, *, step: int, log: bool
     ) -> None:
         if self._first is None:  # the reference of kl_from_first: the first record with classified outputs
             part = tally.count if self.include_other else tally.count[: len(self.spec)]
