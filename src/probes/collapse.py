@@ -169,6 +169,7 @@ def evaluate_collapse(
     norm_entropy: float,
     criterion: CollapseCriterion,
     names: Optional[Sequence[str]] = None,
+    basis: str = "the outputs",
 ) -> tuple[bool, str, CollapseState]:
     """Advance the detector by one record.
 
@@ -182,6 +183,7 @@ def evaluate_collapse(
         norm_entropy: the normalized entropy.
         criterion: the thresholds (for ``patience`` and the message).
         names: format names, for the message.
+        basis: what the share is a share of, for the message (e.g. ``"the classified outputs"``).
 
     Returns:
         ``(collapsed, reason, new_state)``: ``collapsed`` is True only on the record where collapse
@@ -223,7 +225,7 @@ def evaluate_collapse(
                 new, first_step=step, first_format=dominant, first_share=float(share), first_streak_start=start
             )
         reason = (
-            f"Format collapse at step {step}: format {fmt} holds a share of {share:.3f} of the outputs"
+            f"Format collapse at step {step}: format {fmt} holds a share of {share:.3f} of {basis}"
             f" (normalized entropy {norm_entropy:.3f}) for {streak} consecutive records since step {start};"
             f" criterion: {criterion.describe()}."
         )

@@ -625,6 +625,7 @@ class FormatProbe(ProbeCallback):
             norm_entropy=norm_h,
             criterion=self.criterion,
             names=self.spec.names,
+            basis="the outputs" if self.include_other else "the classified outputs",
         )
         self.last_reason = reason
         if onset:
