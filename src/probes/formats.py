@@ -54,6 +54,7 @@ __all__ = [
     "Format",
     "FormatSpec",
     "LabelSpace",
+    "as_format_spec",
 ]
 
 Pattern = Union[str, "re.Pattern[str]"]
