@@ -17,10 +17,11 @@ import torch
 from rich.console import Console
 
 from probes.callbacks.live_console import LiveConsole
-from probes.console import Dashboard
+from probes.console import Dashboard, KeywordPanel, replay
 from probes.console.display import live_stack
 from probes.console.fmt import fmt_prob, fmt_ratio
 
+from ._records import render
 from .tiny_run import build, loader
 
 ESC = "\x1b"
@@ -132,7 +133,12 @@ def test_exception_restores_the_terminal_and_flushes_the_run_log(bar: str, tmp_p
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
     assert "training stopped: RuntimeError: boom at step 3" in plain
     assert "keyword · top 6 of 6 pairs by change" in plain
-    assert open_run(tmp_path / "run").steps("keyword").tolist() == [0, 1, 2]
+    run = open_run(tmp_path / "run")
+    assert run.steps("keyword").tolist() == [0, 1, 2]
+    # replaying the log shows the same keyword panel as the live dashboard did
+    replayed = replay(run.records(), {s: run.describe(s) for s in run.sources()}, console=Console(file=io.StringIO()))
+    live_panel = KeywordPanel(live.dashboard.states["keyword"], top_n=8)
+    assert render(KeywordPanel(replayed.states["keyword"], top_n=8), 100) == render(live_panel, 100)
 
 
 @pytest.mark.parametrize("bar_first", [False, True])

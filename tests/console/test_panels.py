@@ -178,9 +178,9 @@ def test_format_panel_scored_mode_shares_of_classified(clock: FakeClock) -> None
     d.write(Record(0, "colour", tensors))
     assert panel_text(FormatPanel(d.states["colour"], max_rows=6), 80) == [
         "╭─ colour · H 0.81 bits · norm 0.81 · eff 1.75 ────────────────────────────────╮",
-        "│ format           share                                                       │",
-        "│ red              <0.1%                                                       │",
-        "│ blue             <0.1%                                                       │",
+        "│ format            share                                                      │",
+        "│ red               <0.1%                                                      │",
+        "│ blue              <0.1%                                                      │",
         "│ everything else  100.0%  ████████████████████████████████████████            │",
         "│ dominant blue 75.0% of classified  entropy ▁ 0.81→0.81 bits                  │",
         "╰──────────────────────────────────────────────────────────────────────────────╯",
