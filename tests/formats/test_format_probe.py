@@ -379,3 +379,27 @@ def test_probes_are_picklable_in_every_mode():
     rollout = pickle.loads(pickle.dumps(probes[0]))
     rollout.add_rollouts({"completions": [tok.encode("= 1"), tok.encode("ans: 2")]})
     assert rollout.metrics(rollout._tally)["dist"].tolist() == [0.5, 0.5, 0.0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_readings_match_cpu_and_stay_on_device(policy_module):
+    """Scored and sampled readings on the GPU equal the CPU ones; record tensors stay on the GPU."""
+    task = ArithmeticTask()
+    tok = ByteTokenizer()
+    scored = FormatProbe(ARITHMETIC_FORMATS, mode="scored", prompts=task.prompts, tokenizer=tok, model="model")
+    greedy = SamplerConfig(temperature=0, max_new_tokens=4)
+    sampled = FormatProbe(
+        ARITHMETIC_FORMATS, mode="sampled", prompts=task.prompts, tokenizer=tok, model="model", sampler=greedy
+    )
+    cpu = {m.mode: m.metrics(m.read(policy_module)) for m in (scored, sampled)}
+    gpu_module = policy_module.to("cuda")
+    try:
+        gpu = {m.mode: m.metrics(m.read(gpu_module)) for m in (scored, sampled)}
+    finally:
+        policy_module.to("cpu")
+    assert gpu["scored"]["dist"].device.type == "cuda"
+    torch.testing.assert_close(gpu["scored"]["dist"].cpu(), cpu["scored"]["dist"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(gpu["sampled"]["dist"].cpu(), cpu["sampled"]["dist"], atol=0.05, rtol=0)
+    rollout = FormatProbe(ARITHMETIC_FORMATS, mode="rollout")
+    rollout.add_rollouts({"completions": ["= 1", "ans: 2"], "rewards": torch.tensor([1.0, 0.0], device="cuda")})
+    assert rollout.metrics(rollout._tally)["mean_reward"].device.type == "cuda"
