@@ -66,7 +66,7 @@ mutation = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None, database=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(which=st.integers(0, 100), mut=mutation)
 def test_damaged_shard_gives_typed_errors_only(pristine, which, mut):
     src, names, reference = pristine

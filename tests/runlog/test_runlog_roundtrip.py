@@ -26,6 +26,8 @@ from probes.runlog import (
 SCHEMA_A = {
     "f32": (torch.float32, (3,)),
     "f64": (torch.float64, ()),
+    "f32b": (torch.float32, (3,)),  # shares a stacking group with f32
+    "f64b": (torch.float64, ()),  # and with f64
     "bf16": (torch.bfloat16, (2, 2)),
     "f16": (torch.float16, (4,)),
     "i64": (torch.int64, (5,)),
@@ -132,15 +134,19 @@ def test_shards_are_plain_safetensors(tmp_path):
 def test_round_trip_property(tmp_path_factory, shape, dtype, n, every):
     path = tmp_path_factory.mktemp("prop")
     gen = torch.Generator().manual_seed(n * 31 + every)
-    records = [Record(s * 2, "s", {"m": random_tensor(gen, dtype, shape)}) for s in range(n)]
+    records = [
+        Record(s * 2, "s", {"m": random_tensor(gen, dtype, shape), "m2": random_tensor(gen, dtype, shape)})
+        for s in range(n)
+    ]
     with RunWriter(path, flush_every_n=every) as w:
         for r in records:
             w.write(r)
-    steps, values = open_run(path).read("s/m")
-    ref_steps, ref_values = reference(records, "s", "m")
-    np.testing.assert_array_equal(steps, ref_steps)
-    assert values.shape == (n, *shape)
-    assert np.array_equal(values, ref_values, equal_nan=values.dtype.kind == "f")
+    for name in ("m", "m2"):
+        steps, values = open_run(path).read(f"s/{name}")
+        ref_steps, ref_values = reference(records, "s", name)
+        np.testing.assert_array_equal(steps, ref_steps)
+        assert values.shape == (n, *shape)
+        assert np.array_equal(values, ref_values, equal_nan=values.dtype.kind == "f")
 
 
 def test_step_range_and_prefix(tmp_path):
@@ -288,7 +294,7 @@ def test_reader_errors_name_the_problem(tmp_path):
 
 
 def test_bulk_host_transfer_one_per_metric(tmp_path):
-    """A flush moves each stacked metric to the host with one transfer, never one per record."""
+    """A flush moves each group of same-dtype, same-shape metrics to the host in one transfer."""
     from torch.overrides import TorchFunctionMode
 
     class CountTransfers(TorchFunctionMode):
@@ -303,8 +309,11 @@ def test_bulk_host_transfer_one_per_metric(tmp_path):
 
     w = RunWriter(tmp_path, flush_every_n=1000)
     for s in range(50):
-        w.write(Record(s, "x", {"a": torch.full((3,), float(s)), "b": torch.tensor(s), "c": torch.zeros(2, 2)}))
+        a, a2 = torch.full((3,), float(s)), torch.full((3,), -float(s))
+        w.write(Record(s, "x", {"a": a, "b": torch.tensor(s), "a2": a2, "c": torch.zeros(2, 2)}))
     with CountTransfers() as mode:
         w.flush()
-    assert mode.n == 3  # three metrics, fifty records
+    assert mode.n == 3  # groups (a, a2), (b,), (c,): fifty records, four metrics, three transfers
     w.close()
+    _, a2 = open_run(tmp_path).read("x/a2")
+    np.testing.assert_array_equal(a2, -np.repeat(np.arange(50.0, dtype=np.float32)[:, None], 3, axis=1))

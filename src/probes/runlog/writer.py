@@ -72,7 +72,9 @@ class _Block:
     steps: torch.Tensor
     epochs: torch.Tensor
     times: torch.Tensor
-    metrics: dict[str, torch.Tensor]
+    names: tuple[str, ...]
+    # (metric names, stacked tensor): [n, *shape] for one name, [n, len(names), *shape] for several
+    groups: list[tuple[tuple[str, ...], torch.Tensor]]
 
 
 @dataclass
@@ -126,7 +128,7 @@ class RunWriter:
         path: os.PathLike[str] | str,
         *,
         branch: Optional[Branch] = None,
-        flush_every_n: int = 512,
+        flush_every_n: int = 1024,
         flush_every_s: Optional[float] = 30.0,
         run_info: Optional[Mapping[str, Any]] = None,
         background: bool = False,
@@ -188,6 +190,7 @@ class RunWriter:
         self._describes: dict[str, Any] = {}
         self._names: dict[str, tuple[str, ...]] = {}
         self._schemas: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
+        self._groups: dict[str, list[tuple[tuple[str, ...], torch.dtype, tuple[int, ...]]]] = {}
         self._buffers: dict[str, list[tuple[Record, float]]] = {}
         self._n_buffered = 0
         self._oldest: Optional[float] = None
@@ -377,7 +380,7 @@ class RunWriter:
                 continue
             recs = [r for r, _ in buf]
             try:
-                metrics = {name: self._stack(source, name, recs) for name in self._names[source]}
+                groups = self._stack_source(source, recs)
             except _Rejected as e:
                 bad = {id(r) for r in (e.bad if e.bad is not None else recs)}
                 self._buffers[source] = [(r, t) for r, t in buf if id(r) not in bad]
@@ -389,7 +392,8 @@ class RunWriter:
                 steps=torch.tensor([r.step for r in recs], dtype=torch.int64),
                 epochs=torch.tensor([int(r.epoch) for r in recs], dtype=torch.int64),
                 times=torch.tensor([t for _, t in buf], dtype=torch.float64),
-                metrics=metrics,
+                names=self._names[source],
+                groups=groups,
             )
         self._buffers = {s: [] for s in self._buffers}
         self._n_buffered = 0
@@ -397,6 +401,45 @@ class RunWriter:
         job = _Job(self._next_seq, blocks, {s: self._describes[s] for s in blocks}, status)
         self._next_seq += 1
         return job
+
+    def _stack_source(self, source: str, recs: list[Record]) -> list[tuple[tuple[str, ...], torch.Tensor]]:
+        """Stack every metric of ``source`` on the records' device.
+
+        Metrics sharing dtype, shape and device are stacked together (one ``torch.stack`` per
+        record, then one over records), which costs far less per scalar than one stack per metric
+        and lets the flush move each group to the host in one transfer. Anything unexpected falls
+        back to :meth:`_stack`, one metric at a time, which converts non-tensors and names the
+        offending record.
+        """
+        plan = self._groups.get(source)
+        if plan is None:
+            plan = self._groups[source] = _plan_groups(self._names[source], recs[0])
+        if plan:
+            try:
+                return [self._stack_group(names, dtype, shape, recs) for names, dtype, shape in plan]
+            except (_Mismatch, TypeError, RuntimeError, KeyError):
+                pass
+        return [((name,), self._stack(source, name, recs)) for name in self._names[source]]
+
+    def _stack_group(
+        self, names: tuple[str, ...], dtype: torch.dtype, shape: tuple[int, ...], recs: list[Record]
+    ) -> tuple[tuple[str, ...], torch.Tensor]:
+        if dtype not in _TORCH_TO_ST:
+            raise _Mismatch  # the per-metric path explains what is wrong
+        if len(names) == 1:
+            stacked = torch.stack([r.tensors[names[0]] for r in recs])
+            if stacked.dtype != dtype or tuple(stacked.shape[1:]) != shape:
+                raise _Mismatch
+        else:
+            rows = [torch.stack([r.tensors[m] for m in names]) for r in recs]
+            if any(row.dtype != dtype for row in rows):
+                raise _Mismatch  # a promotion hid a dtype change
+            stacked = torch.stack(rows)
+            if tuple(stacked.shape[2:]) != shape:
+                raise _Mismatch
+        for m in names:
+            self._schemas.setdefault(f"{recs[0].source}/{m}", (dtype, shape))
+        return names, stacked.detach()
 
     def _stack(self, source: str, name: str, recs: list[Record]) -> torch.Tensor:
         """One tensor ``[n, *shape]`` on the records' device; validates dtype, shape and device."""
@@ -487,12 +530,13 @@ class RunWriter:
         sources: dict[str, Any] = {}
         step_min, step_max, n_total = None, None, 0
         for source, blk in job.blocks.items():
-            parts = {
-                fmt.STEP: blk.steps,
-                fmt.EPOCH: blk.epochs,
-                fmt.TIME: blk.times,
-                **{m: t.to("cpu").contiguous() for m, t in blk.metrics.items()},  # one transfer per metric
-            }
+            parts = {fmt.STEP: blk.steps, fmt.EPOCH: blk.epochs, fmt.TIME: blk.times}
+            for names, stacked in blk.groups:
+                host = stacked.to("cpu")  # one bulk transfer per group of same-dtype, same-shape metrics
+                if len(names) == 1:
+                    parts[names[0]] = host.contiguous()
+                else:
+                    parts.update({m: _compact(host[:, k]) for k, m in enumerate(names)})
             for name, t in parts.items():
                 key = f"{source}/{name}"
                 tensors[key] = t
@@ -502,7 +546,7 @@ class RunWriter:
             lo, hi = (int(blk.steps.min()), int(blk.steps.max())) if n else (-1, -1)
             sources[source] = {
                 "n": n,
-                "metrics": list(blk.metrics),
+                "metrics": list(blk.names),
                 "step_min": lo,
                 "step_max": hi,
                 "describe": job.describes[source],
@@ -610,6 +654,29 @@ class _DirLock:
         if fcntl is not None:
             fcntl.flock(self.file.fileno(), fcntl.LOCK_UN)
         self.file.close()
+
+
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    """A copy with standard strides (``contiguous()`` may keep odd strides of size-1 dimensions)."""
+    return torch.empty(t.shape, dtype=t.dtype).copy_(t)
+
+
+class _Mismatch(Exception):
+    """The grouped fast path does not apply to this buffer; use the per-metric path."""
+
+
+def _plan_groups(
+    names: tuple[str, ...], first: Record
+) -> list[tuple[tuple[str, ...], torch.dtype, tuple[int, ...]]]:
+    """Group metric names by the dtype, shape and device of the first record (empty when a value
+    is not a tensor)."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for name in names:
+        t = first.tensors.get(name)
+        if not isinstance(t, torch.Tensor):
+            return []
+        groups.setdefault((t.dtype, tuple(t.shape), t.device), []).append(name)
+    return [(tuple(g), key[0], key[1]) for key, g in groups.items()]
 
 
 class _Rejected(Exception):
