@@ -186,3 +186,13 @@ def test_format_panel_scored_mode_shares_of_classified(clock: FakeClock) -> None
         "╰──────────────────────────────────────────────────────────────────────────────╯",
     ]
     assert d.summary_line().endswith("| colour: blue 75.0% of classified, H 0.81 bits")
+
+
+def test_a_panel_that_fails_to_draw_becomes_an_alert(dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(n: int) -> list:
+        raise RuntimeError("shape changed")
+
+    monkeypatch.setattr(dashboard.states["keyword"], "top", broken)
+    titles = [line[:12] for line in render(dashboard, 100).splitlines() if line.startswith("╭─")]
+    assert titles == ["╭─ priming ·", "╭─ format · ", "╭─ alerts (2"]
+    assert dashboard.alerts[-1].text == "keyword: cannot draw: RuntimeError('shape changed')"

@@ -254,12 +254,16 @@ class Dashboard:
             for s in self._states.values():
                 if not s.has_data:
                     continue
-                if isinstance(s, KeywordState):
-                    main.append(KeywordPanel(s, top_n=self.top_n).__rich__())
-                elif isinstance(s, PrimingState):
-                    side.append(PrimingPanel(s, max_rows=self.max_rows, threshold=self.surprise_threshold).__rich__())
-                elif isinstance(s, FormatState):
-                    side.append(FormatPanel(s, max_rows=self.max_rows).__rich__())
+                try:
+                    if isinstance(s, KeywordState):
+                        main.append(KeywordPanel(s, top_n=self.top_n).__rich__())
+                    elif isinstance(s, PrimingState):
+                        panel = PrimingPanel(s, max_rows=self.max_rows, threshold=self.surprise_threshold)
+                        side.append(panel.__rich__())
+                    elif isinstance(s, FormatState):
+                        side.append(FormatPanel(s, max_rows=self.max_rows).__rich__())
+                except Exception as err:  # drawing runs in a refresh thread: report, never raise
+                    self._add_alert(f"{s.source}/draw", f"{s.source}: cannot draw: {err!r}", s.step, "error")
             alerts = AlertsPanel(self.alerts, max_alerts=self.max_alerts).__rich__() if self._alerts else None
             return _Layout(self.header().__rich__(), main, side, alerts, self.wide_at)
 

@@ -69,7 +69,7 @@ class LiveDisplay:
         self.refresh_per_second = refresh_per_second
         self.screen = ScreenLines(self._commit)
         self._live: Optional[Live] = None
-        self._restore_streams: list[tuple[str, IO[str]]] = []
+        self._restore_streams: list[tuple[str, IO[str], IO[str]]] = []  # (name, original, our proxy)
         self._restore_handlers: list[tuple[logging.StreamHandler, IO[str]]] = []
         self.started = False
 
@@ -169,9 +169,10 @@ class LiveDisplay:
             stream = getattr(sys, name)
             if isinstance(stream, StreamProxy) or stream is None:
                 continue
-            proxies[id(stream)] = StreamProxy(self.screen, stream)
-            self._restore_streams.append((name, stream))
-            setattr(sys, name, proxies[id(stream)])
+            proxy = StreamProxy(self.screen, stream)
+            proxies[id(stream)] = proxy
+            self._restore_streams.append((name, stream, proxy))
+            setattr(sys, name, proxy)
         self._route_logging(proxies)
 
     def _route_logging(self, proxies: dict[int, IO[str]]) -> None:
@@ -187,7 +188,8 @@ class LiveDisplay:
         for handler, stream in reversed(self._restore_handlers):
             handler.setStream(stream)
         self._restore_handlers.clear()
-        for name, stream in reversed(self._restore_streams):
-            setattr(sys, name, stream)
+        for name, stream, proxy in reversed(self._restore_streams):
+            if getattr(sys, name) is proxy:  # someone who replaced it after us restores it themselves
+                setattr(sys, name, stream)
         self._restore_streams.clear()
         self.screen.close()
