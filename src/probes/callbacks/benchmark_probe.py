@@ -15,7 +15,6 @@ from typing_extensions import override
 from probes.adapters import LogitsFn, as_encoder
 from probes.benchmarks_spec import Benchmark, BenchmarkSuite, as_suite
 from probes.callbacks.base import ProbeCallback
-from probes.callbacks.keyword_probe import ModelReader
 from probes.engine import TokenizedItem, tokenize_pairs
 from probes.functional.calibration import (
     CONFIDENCE_MODES,
@@ -23,6 +22,7 @@ from probes.functional.calibration import (
     grouped_expected_calibration_error,
     grouped_mean,
 )
+from probes.model_reader import Gather, ModelReader
 from probes.specs import ProbePair, ProbeSet
 
 __all__ = ["BenchmarkProbe", "BenchmarkReading"]
@@ -261,7 +261,8 @@ class BenchmarkProbe(ProbeCallback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.reader.bind(pl_module)  # validates vocabulary and lengths before training starts
+        rank, world = self.probe_shard(trainer)  # DDP: each rank scores its share of the items
+        self.reader.bind(pl_module, rank=rank, world_size=world)  # validates every item before training
 
     def _on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         cached = self._device_cache.get(device)
@@ -270,9 +271,12 @@ class BenchmarkProbe(ProbeCallback):
             self._device_cache[device] = cached
         return cached
 
-    def read(self, module: nn.Module) -> BenchmarkReading:
-        """Score every benchmark against ``module`` now (no Trainer needed); device tensors."""
-        scores = self.reader.read(module)
+    def read(self, module: nn.Module, *, gather: Optional[Gather] = None) -> BenchmarkReading:
+        """Score every benchmark against ``module`` now (no Trainer needed); device tensors.
+
+        ``gather`` is only needed when the reader is sharded across ranks (set up by a Trainer).
+        """
+        scores = self.reader.read(module, gather=gather)
         device = scores.logp_seq.device
         cell, valid, answer, q_bench = self._on(device)
         option_scores = scores.logp_seq
@@ -297,7 +301,7 @@ class BenchmarkProbe(ProbeCallback):
 
     def take_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, end: bool) -> BenchmarkReading:
         step = trainer.global_step
-        reading = self.read(pl_module)
+        reading = self.read(pl_module, gather=self.gather_fn(trainer))
         self._last_step = step
         self._n_readings += 1
         device = reading.accuracy.device

@@ -35,8 +35,8 @@ from typing_extensions import override
 
 from probes.adapters import Encoder, LogitsFn, as_encoder
 from probes.callbacks.base import ProbeCallback
-from probes.callbacks.keyword_probe import ModelReader
 from probes.engine import TokenizedItem, split_at_boundary
+from probes.model_reader import Gather, ModelReader
 from probes.specs import TextOrIds
 
 __all__ = ["IFDProbe", "IFDReading", "IFDSample"]
@@ -348,11 +348,15 @@ class IFDProbe(ProbeCallback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.reader.bind(pl_module)  # validates vocabulary and lengths before training starts
+        rank, world = self.probe_shard(trainer)  # DDP: each rank scores its share of the items
+        self.reader.bind(pl_module, rank=rank, world_size=world)  # validates every item before training
 
-    def read(self, module: nn.Module) -> IFDReading:
-        """Score every sample against ``module`` now (no Trainer needed); device tensors."""
-        scores = self.reader.read(module)
+    def read(self, module: nn.Module, *, gather: Optional[Gather] = None) -> IFDReading:
+        """Score every sample against ``module`` now (no Trainer needed); device tensors.
+
+        ``gather`` is only needed when the reader is sharded across ranks (set up by a Trainer).
+        """
+        scores = self.reader.read(module, gather=gather)
         n = len(self.samples)
         # mean negative log-likelihood per token, in nats; PPL = exp(nll)
         nll = -scores.logp_seq.double() / scores.n_tokens.double()
@@ -373,7 +377,7 @@ class IFDProbe(ProbeCallback):
 
     def take_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, log: bool) -> IFDReading:
         step = trainer.global_step
-        reading = self.read(pl_module)
+        reading = self.read(pl_module, gather=self.gather_fn(trainer))
         self._last_step = step
         self._n_readings += 1
         self.emit(step, reading.tensors(), epoch=trainer.current_epoch)
