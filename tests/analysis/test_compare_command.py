@@ -86,6 +86,11 @@ def test_compare_bad_input_exits_2_with_a_message(runs, tmp_path, capsys):
     args = parse(["compare", *map(str, runs[:3]), str(tmp_path / "other")])
     assert args.func(args) == 2
     assert "missing ['taste-cloze']" in capsys.readouterr().out
+    shard = sorted(runs[3].glob("shard-*.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes()[:40])  # truncated: the reader's typed error, reported
+    args = parse(["compare", *map(str, runs)])
+    assert args.func(args) == 2
+    assert "Run 'mix3'" in capsys.readouterr().out
     args = parse(["compare", *map(str, runs), "--name", "x"])
     assert args.func(args) == 2
     assert "1 --name values for 4 runs" in capsys.readouterr().out

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from probes.analysis.stages import load_run_scores, stage_transfer
+    from probes.runlog import RunLogError
 
     console = Console()
     try:
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         for name, path in zip(names, args.runs):
             try:
                 runs[name] = load_run_scores(path)
-            except Exception as err:  # the run-log reader raises its own typed errors
+            except (RunLogError, OSError, KeyError, ValueError) as err:
                 raise ValueError(f"Run {name!r} ({path}): {err}") from None
         report = stage_transfer(
             runs,
