@@ -8,11 +8,13 @@ from typing import Any
 
 import lightning.pytorch as pl
 import pytest
+import torch
 import torch.distributed as dist
 
 from probes.callbacks.format_probe import FormatProbe
 from probes.collapse import CollapseCriterion
-from probes.formats import Format, FormatSpec
+from probes.demos import ByteTokenizer, GPTConfig, TinyGPT
+from probes.formats import Format, FormatSpec, LabelSpace
 
 from ._util import ScriptedRollouts, trainer
 
@@ -28,17 +30,26 @@ SCRIPT = [
 
 
 class ByItem(ScriptedRollouts):
+    def __init__(self, script: list[dict[str, Any]]) -> None:
+        super().__init__(script)
+        torch.manual_seed(0)
+        self.model = TinyGPT(GPTConfig(n_layer=1, n_embd=32, n_head=2, block_size=16))  # read in scored mode
+        self.model.requires_grad_(False)  # not trained: DDP must not wait for its gradients
+
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         self.script_index = int(batch[0])
         return super().training_step(batch, self.script_index)
 
 
 class Dump(pl.Callback):
-    def __init__(self, probe: FormatProbe, folder: str) -> None:
-        self.probe, self.folder = probe, folder
+    def __init__(self, probes: list[FormatProbe], folder: str) -> None:
+        self.probes, self.folder = probes, folder
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        rows = [{k: v.tolist() for k, v in r.tensors.items()} | {"step": r.step} for r in self.probe.history]
+        rows = {
+            p.source: [{k: v.tolist() for k, v in r.tensors.items()} | {"step": r.step} for r in p.history]
+            for p in self.probes
+        }
         Path(self.folder, f"rank{trainer.global_rank}.json").write_text(json.dumps(rows))
 
 
@@ -46,12 +57,25 @@ class Dump(pl.Callback):
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_two_ranks_pool_counts_and_agree(tmp_path):
     probe = FormatProbe(SPEC, mode="rollout", collapse=CollapseCriterion(tau=0.9, patience=1))
-    t = trainer([probe, Dump(probe, str(tmp_path))], max_steps=2, strategy="ddp_spawn", devices=2)
-    t.fit(ByItem(SCRIPT))
+    prompts = ["1+1 ", "2+3 ", "hello", "a"]  # 4 prompts x 2 prefixes: each rank scores half the items
+    labels = LabelSpace(["=", "ans:"], separator="")
+    scored = FormatProbe(
+        labels, mode="scored", name="scored", prompts=prompts, tokenizer=ByteTokenizer(), model="model"
+    )
+    module = ByItem(SCRIPT)
+    # reference: one process, every item (a separate probe: a bound ModelReader does not pickle)
+    alone = FormatProbe(labels, mode="scored", prompts=prompts, tokenizer=ByteTokenizer(), model="model")
+    reference = alone.metrics(alone.read(module))["dist"].tolist()
+    t = trainer([probe, scored, Dump([probe, scored], str(tmp_path))], max_steps=2, strategy="ddp_spawn", devices=2)
+    t.fit(module)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]  # the same records on both ranks
+    # the sharded scored pass (lr = 0: weights never change) equals the single-process reading
+    assert [r["step"] for r in ranks[0]["scored"]] == [0, 1, 2]
+    for record in ranks[0]["scored"]:
+        assert record["dist"] == pytest.approx(reference, abs=1e-6)
     # step 0 pools items 0 and 1: 5 '=' , 2 'ans:', 1 other of 8; step 1 pools items 2 and 3
-    first, second = ranks[0]
+    first, second = ranks[0]["format"]
     assert first["step"] == 0 and first["n"] == 8
     assert first["dist"] == pytest.approx([5 / 8, 2 / 8, 1 / 8])
     assert first["mean_reward"] == pytest.approx([(4 + 1) / 5, 0.5, 0.0])

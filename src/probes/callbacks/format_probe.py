@@ -14,7 +14,6 @@ from typing_extensions import override
 
 from probes.adapters import LogitsFn, as_encoder, resolve_module
 from probes.callbacks.base import ProbeCallback
-from probes.callbacks.keyword_probe import ModelReader
 from probes.collapse import (
     CollapseCriterion,
     CollapseState,
@@ -26,6 +25,7 @@ from probes.collapse import (
 from probes.engine import isolated_eval, tokenize_pairs
 from probes.formats import Format, FormatSpec, LabelSpace, as_format_spec
 from probes.functional.entropy import distribution_summary
+from probes.model_reader import Gather, ModelReader
 from probes.sampling import SamplerConfig, sample_texts
 from probes.specs import ProbePair, ProbeSet
 
@@ -379,8 +379,9 @@ class FormatProbe(ProbeCallback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.reader is not None:
-            self.reader.bind(pl_module)  # validates vocabulary and lengths before training starts
+        if self.reader is not None:  # validates vocabulary and lengths before training starts
+            rank, world = self.probe_shard(trainer)  # under DDP each rank scores a slice of the items
+            self.reader.bind(pl_module, rank=rank, world_size=world)
         elif self.mode == "sampled":
             resolve_module(pl_module, self.model_path)
 
@@ -408,7 +409,7 @@ class FormatProbe(ProbeCallback):
         step = trainer.global_step
         if self.mode == "rollout" or step == self._last_step or step % self.every_n_steps != 0:
             return
-        self._finish(trainer, pl_module, self.read(pl_module), step=step, log=True)
+        self._finish(trainer, pl_module, self.read(pl_module, gather=self.gather_fn(trainer)), step=step, log=True)
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -419,7 +420,8 @@ class FormatProbe(ProbeCallback):
             if pending:
                 self._flush_rollouts(trainer, pl_module, step=self._batch_step, log=False)
         elif trainer.global_step != self._last_step:
-            self._finish(trainer, pl_module, self.read(pl_module), step=trainer.global_step, log=False)
+            tally = self.read(pl_module, gather=self.gather_fn(trainer))
+            self._finish(trainer, pl_module, tally, step=trainer.global_step, log=False)
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -496,17 +498,23 @@ class FormatProbe(ProbeCallback):
             )
         return t.reshape(-1).to(torch.float64)
 
-    def read(self, module: nn.Module) -> FormatTally:
-        """One reading in sampled or scored mode (no Trainer needed); sums per bucket."""
+    def read(self, module: nn.Module, *, gather: Optional[Gather] = None) -> FormatTally:
+        """One reading in sampled or scored mode (no Trainer needed); sums per bucket.
+
+        Args:
+            module: the LightningModule (or model) to read.
+            gather: scored mode under DDP: the all-gather that joins the ranks' slices (the
+                callback passes the strategy's); not needed on a single process.
+        """
         if self.mode == "scored":
-            return self._read_scored(module)
+            return self._read_scored(module, gather)
         if self.mode == "sampled":
             return self._read_sampled(module)
         raise RuntimeError("Rollout mode reads training-step outputs; use add_rollouts().")
 
-    def _read_scored(self, module: nn.Module) -> FormatTally:
+    def _read_scored(self, module: nn.Module, gather: Optional[Gather]) -> FormatTally:
         assert self.reader is not None
-        scores = self.reader.read(module)
+        scores = self.reader.read(module, gather=gather)
         p = scores.logp_seq.double().exp()
         k = len(self.spec)
         owner_prompt, owner_format = (t.to(p.device) for t in self._owner)
