@@ -119,3 +119,12 @@ def test_identity_check_catches_a_leaky_probe(monkeypatch):
     monkeypatch.setattr(kp, "isolated_eval", leaky)
     probed, _ = _train([KeywordProbe(fact_pairs(), ByteTokenizer(), model="model")], dropout=0.2, steps=6)
     assert probed.losses != base.losses
+
+
+def test_probe_pickles_after_reading(tiny_gpt):
+    import pickle
+
+    probe = KeywordProbe(fact_pairs(1), ByteTokenizer())
+    before = probe.read(tiny_gpt).logp_seq
+    clone = pickle.loads(pickle.dumps(probe))  # e.g. ddp_spawn pickles callbacks
+    assert torch.equal(clone.read(tiny_gpt).logp_seq, before)

@@ -62,6 +62,13 @@ class ModelReader:
         self._bound: Optional[nn.Module] = None
         self._key: tuple[int, int] = (0, 1)
 
+    def __getstate__(self) -> dict[str, object]:
+        # the bound module, its forward closure and the plan are rebuilt by the next `bind`, so a
+        # probe that has already read pickles cleanly (e.g. for `ddp_spawn`)
+        state = dict(self.__dict__)
+        state.update(plan=None, _bound=None, _forward=None)
+        return state
+
     def bind(self, root: nn.Module, *, rank: int = 0, world_size: int = 1) -> nn.Module:
         """Resolve the language model inside ``root`` and build this rank's plan (once per module)."""
         if world_size < 1 or not 0 <= rank < world_size:
