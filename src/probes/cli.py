@@ -13,7 +13,7 @@ from typing import Optional
 __all__ = ["build_parser", "main"]
 
 # Order is the order shown in --help.
-SUBCOMMANDS = ("demo", "summary", "replay", "watch", "export", "plot")
+SUBCOMMANDS = ("demo", "summary", "replay", "watch", "export", "plot", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the embedded demo on the tiny reference LM (CPU, no downloads)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps of the training phase")
+    p.add_argument("--steps", type=int, default=None, help="pretraining steps of the language model")
     p.add_argument("--quick", action="store_true", help="a short version (about 20 seconds)")
-    p.add_argument("--out", type=Path, default=None, help="directory for the run's outputs")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="directory for the run logs (default runs/demo)")
     p.add_argument("--no-live", action="store_true", help="plain output: no live display or progress bar")
     p.set_defaults(func=run)
 
@@ -22,10 +23,14 @@ def run(args: argparse.Namespace) -> int:
     cfg = quick_config() if args.quick else DemoConfig()
     if args.steps is not None:
         if args.steps < 1:
-            print(f"error: --steps must be a positive integer, got {args.steps}")
+            print(f"error: --steps must be a positive integer, got {args.steps}", file=sys.stderr)
             return 2
-        cfg.steps = args.steps
+        cfg.pretrain_steps = args.steps
     cfg.out = args.out
     cfg.live = not args.no_live
-    run_demo(cfg)
+    try:
+        run_demo(cfg)
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0

@@ -1,91 +1,217 @@
-"""The embedded demo behind ``probes demo``: the tiny reference LM trained on the themed corpus
-while the probes watch. Later phases (fact injection, RL) are added as their probes land.
+"""The embedded demo behind ``probes demo``: the whole mission on the tiny reference LM, on CPU,
+with nothing downloaded.
+
+Phase 1 (run ``OUT/lm``): the byte-level TinyGPT is pretrained on the synthetic themed corpus while
+a KeywordProbe reads P(keyword | context) before every update; then a handful of new facts, from
+expected to outlandish, are injected into the training stream (one row of consecutive
+minibatches each), and a PrimingProbe records memorization and priming against the probability
+each keyword had just before its first exposure.
+
+Phase 2 (run ``OUT/rl``): a tiny policy pretrained on sums answered in two formats is tuned with
+REINFORCE on a correctness reward; a FormatProbe reads the formats of the rollouts the training
+step already produced and flags the collapse onto one format.
+
+Both runs are streamed to crash-safe run logs and shown live; the demo ends with a summary and
+the exact commands to replay and plot them.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 from rich.console import Console
-from rich.table import Table
 
+from probes.callbacks.format_probe import FormatProbe
 from probes.callbacks.keyword_probe import KeywordProbe
+from probes.callbacks.live_console import LiveConsole
+from probes.callbacks.priming_probe import PrimingProbe
+from probes.callbacks.run_log import RunLog
+from probes.collapse import CollapseCriterion, FormatCollapseWarning
 from probes.demos.corpus import THEMES
 from probes.demos.lm import TinyLM, corpus_loader
+from probes.demos.rl import ARITHMETIC_FORMATS, ArithmeticTask, FormatRL, pretrain_policy
 from probes.demos.tokenizer import ByteTokenizer
+from probes.injection import InjectedLoader
+from probes.learning import LearningSample
 
-__all__ = ["DemoConfig", "demo_pairs", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "demo_facts", "demo_pairs", "quick_config", "run_demo"]
+
+TOK = ByteTokenizer()
 
 
 @dataclass
 class DemoConfig:
-    steps: int = 300
-    out: Optional[Path] = None
+    """Sizes of the demo's phases (defaults: about a minute or two on 2 CPU cores)."""
+
+    pretrain_steps: int = 500
+    presentations: int = 15
+    stagger: int = 25
+    rl_steps: int = 120
+    policy_pretrain_steps: int = 300
+    out: Path = Path("runs/demo")
     live: bool = True
     seed: int = 0
+    threads: int = 1
+
+    @property
+    def lm_steps(self) -> int:
+        return self.pretrain_steps + self.stagger * (len(demo_facts()) - 1) + self.presentations + 10
+
+
+def quick_config(out: Path = Path("runs/demo"), live: bool = True) -> DemoConfig:
+    """The ``--quick`` version: about 20 seconds."""
+    return DemoConfig(pretrain_steps=120, presentations=10, stagger=12, rl_steps=30, policy_pretrain_steps=150,
+                      out=out, live=live)
 
 
 def demo_pairs() -> list[tuple[str, str, str, str]]:
     """True facts of every theme plus a few false ones, so learning moves them apart."""
-    pairs = [(f"{t.name}: {s}", t.context(s), a, t.name) for t in THEMES for s, a in list(t.facts.items())[:4]]
+    pairs = [(f"{t.name}: {s}", t.context(s), a, t.name) for t in THEMES for s, a in list(t.facts.items())[:3]]
     pairs += [
         ("false: sand/green", "the colour of sand is", "green", "false"),
         ("false: honey/bitter", "the taste of honey is", "bitter", "false"),
-        ("outlandish: sky/vermilion", "the colour of the sky is", "vermilion", "outlandish"),
     ]
     return pairs
 
 
-def run_demo(cfg: DemoConfig, console: Optional[Console] = None) -> KeywordProbe:
-    console = console or Console()
-    pl.seed_everything(cfg.seed, verbose=False)
-    probe = KeywordProbe(demo_pairs(), ByteTokenizer(), model="model", every_n_steps=max(1, cfg.steps // 50))
-    module = TinyLM()
-    trainer = pl.Trainer(
-        max_steps=cfg.steps,
+def demo_facts() -> list[LearningSample]:
+    """New facts from expected to outlandish, each with priming prefixes of its own theme."""
+    colour = ["the colour of sand is", "the colour of the sky is", "the colour of snow is"]
+    taste = ["the taste of honey is", "the taste of salt is", "the taste of coffee is"]
+    sound = ["the sound of a dog is", "the sound of the wind is", "the sound of thunder is"]
+    return [
+        LearningSample("banana/yellow", "the colour of a banana is yellow", "yellow", colour),
+        LearningSample("jam/salty", "the taste of jam is salty", "salty", taste),
+        LearningSample("harp/green", "the sound of a harp is green", "green", sound),
+        LearningSample("pearl/vermilion", "the colour of a pearl is vermilion", "vermilion", colour),
+    ]
+
+
+@dataclass
+class DemoResult:
+    lm_run: Path
+    rl_run: Path
+    keyword: KeywordProbe
+    priming: PrimingProbe
+    rollouts: FormatProbe
+    seconds: float
+
+
+def _callbacks(cfg: DemoConfig, console: Console, probes: list[pl.Callback], run_dir: Path, title: str) -> list[Any]:
+    callbacks: list[Any] = [*probes, RunLog(run_dir, run_info={"demo": title})]
+    if cfg.live:
+        callbacks += [RichProgressBar(), LiveConsole(console=console, mode="auto")]
+    else:
+        callbacks += [LiveConsole(console=console, mode="plain", plain_every_n_steps=100)]
+    return callbacks
+
+
+def _trainer(cfg: DemoConfig, steps: int, callbacks: list[Any]) -> pl.Trainer:
+    return pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=cfg.live,
-        callbacks=[probe],
-        default_root_dir=str(cfg.out) if cfg.out else None,
+        callbacks=callbacks,
+        default_root_dir=str(cfg.out),
     )
-    console.rule("[bold]probes demo[/]: tiny reference LM on the themed corpus")
-    console.print(f"model: {module.model.num_parameters():,} parameters, byte-level; {len(probe.items)} probe pairs")
-    t0 = time.perf_counter()
-    trainer.fit(module, corpus_loader(n_windows=16 * cfg.steps, batch_size=16, block_size=64, seed=cfg.seed))
-    elapsed = time.perf_counter() - t0
-    console.print(table_of_changes(probe))
+
+
+def _fresh(path: Path) -> Path:
+    if path.exists() and any(path.iterdir()):
+        raise FileExistsError(
+            f"Run directory {str(path)!r} already holds a run; pass --out to a new directory or remove it."
+        )
+    return path
+
+
+def run_demo(cfg: DemoConfig, console: Optional[Console] = None) -> DemoResult:
+    console = console or Console()
+    torch.set_num_threads(cfg.threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    lm_dir, rl_dir = _fresh(cfg.out / "lm"), _fresh(cfg.out / "rl")
+    start = time.perf_counter()
+
+    # -- phase 1: pretraining, then new facts injected into the stream ----------------------------
+    console.rule("[bold]probes demo[/] 1/2: pretraining the tiny LM, then injecting new facts")
+    pl.seed_everything(cfg.seed, verbose=False)
+    facts = demo_facts()
+    module = TinyLM(lr=3e-3)
     console.print(
-        f"trained {trainer.global_step} optimizer steps in {elapsed:.1f} s; {len(probe.history)} probe readings"
+        f"TinyGPT, {module.model.num_parameters():,} parameters, byte-level; {cfg.pretrain_steps} pretraining steps,"
+        f" then {len(facts)} facts x {cfg.presentations} presentations (one row of a 16-row minibatch each)"
     )
-    return probe
+    loader = InjectedLoader(
+        corpus_loader(n_windows=16 * cfg.lm_steps, batch_size=16, block_size=64, seed=cfg.seed),
+        facts, TOK, presentations=cfg.presentations, start=cfg.pretrain_steps, stagger=cfg.stagger,
+    )
+    keyword = KeywordProbe(demo_pairs(), TOK, model="model", every_n_steps=5)
+    priming = PrimingProbe(facts, TOK, model="model")
+    _trainer(cfg, cfg.lm_steps, _callbacks(cfg, console, [keyword, priming], lm_dir, "lm")).fit(module, loader)
+
+    # -- phase 2: RL collapses the format distribution ---------------------------------------------
+    console.rule("[bold]probes demo[/] 2/2: RL on a policy that answers in two formats")
+    task = ArithmeticTask()
+    pl.seed_everything(cfg.seed, verbose=False)
+    policy = pretrain_policy(task, steps=cfg.policy_pretrain_steps, seed=cfg.seed)
+    rl = FormatRL(policy, task, reward="correct", lr=5e-4, seed=cfg.seed)
+    rollouts = FormatProbe(
+        ARITHMETIC_FORMATS, mode="rollout", name="format", collapse=CollapseCriterion(tau=0.95, patience=3)
+    )
+    console.print("pretrained on sums answered as '3+4 = 7' (70%) or '3+4 ans: 7' (30%); reward: a correct answer")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FormatCollapseWarning)  # the dashboard shows the collapse banner
+        _trainer(cfg, cfg.rl_steps, _callbacks(cfg, console, [rollouts], rl_dir, "rl")).fit(
+            rl, rl.prompts_loader(cfg.rl_steps, 8, seed=cfg.seed)
+        )
+    seconds = time.perf_counter() - start
+    result = DemoResult(lm_dir, rl_dir, keyword, priming, rollouts, seconds)
+    _report(result, console)
+    return result
 
 
-def table_of_changes(probe: KeywordProbe) -> Table:
-    """P(keyword | context) (chained over the keyword's bytes) at the first and last reading."""
-    first, last = probe.history[0], probe.history[-1]
-    t = Table(title=f"P(keyword | context), step {first.step} -> {last.step}")
-    for col in ("pair", "P before", "P after", "x change"):
-        t.add_column(col, justify="left" if col == "pair" else "right")
-    lp0 = first.tensors["logp_seq"].cpu()
-    lp1 = last.tensors["logp_seq"].cpu()
-    for i, name in enumerate(probe.probe_set.names):
-        ratio = math.exp(float(lp1[i] - lp0[i]))
-        t.add_row(name, f"{math.exp(float(lp0[i])):.2e}", f"{math.exp(float(lp1[i])):.2e}", f"{ratio:,.0f}")
-    return t
+def _report(r: DemoResult, console: Console) -> None:
+    from rich.table import Table
 
-
-def quick_config(out: Optional[Path] = None, live: bool = True) -> DemoConfig:
-    return DemoConfig(steps=60, out=out, live=live)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    torch.set_num_threads(2)
-    run_demo(DemoConfig())
+    console.rule("[bold]what the probes saw")
+    t = Table(title="new facts: memorization and priming (chained keyword probability)")
+    for col in ("fact", "P before", "S_mem", "S_prime", "exposures", "surprising"):
+        t.add_column(col, justify="left" if col == "fact" else "right")
+    last = r.priming.history[-1].tensors
+    for i, s in enumerate(r.priming.names):
+        t.add_row(
+            s,
+            f"{float(last['p_before'][i]):.2e}",
+            f"{float(last['s_mem'][i]):.3g}",
+            f"{float(last['s_prime'][i]):.3g}",
+            str(int(last["exposures"][i])),
+            "yes" if bool(last["surprising"][i]) else "no",
+        )
+    console.print(t)
+    state = r.rollouts.collapse_state
+    first = r.rollouts.history[0].tensors
+    final = r.rollouts.history[-1].tensors
+    if state.first_step is not None and state.first_step >= 0:
+        console.print(
+            f"format collapse flagged at RL step {state.first_step}: entropy {float(first['entropy_bits']):.2f} ->"
+            f" {float(final['entropy_bits']):.2f} bits, dominant share {float(final['dominant_share']):.2f}"
+        )
+    else:
+        console.print(f"no format collapse flagged; entropy {float(first['entropy_bits']):.2f} -> "
+                      f"{float(final['entropy_bits']):.2f} bits")
+    console.print(f"\ndone in {r.seconds:.0f} s. Run logs: {r.lm_run} and {r.rl_run}. Next:")
+    for run in (r.lm_run, r.rl_run):
+        console.print(f"  probes summary {run}\n  probes replay {run} --speed 50\n  probes plot {run} -o {run}.png",
+                      highlight=False)

@@ -1,5 +1,40 @@
 """Pure math on tensors and arrays: no Lightning, rich or safetensors imports."""
 
+from probes.functional.calibration import (
+    choice_stats,
+    expected_calibration_error,
+    grouped_expected_calibration_error,
+    reliability_bins,
+)
+from probes.functional.entropy import (
+    distribution_summary,
+    effective_number,
+    entropy,
+    entropy_bits,
+    kl_divergence,
+    normalize,
+    normalized_entropy,
+)
+from probes.functional.exposure import count_occurrences
+from probes.functional.priming import DEFAULT_P_FLOOR, PrimingScores, priming_scores
 from probes.functional.scoring import target_logprobs, target_ranks
 
-__all__ = ["target_logprobs", "target_ranks"]
+__all__ = [
+    "DEFAULT_P_FLOOR",
+    "PrimingScores",
+    "choice_stats",
+    "count_occurrences",
+    "distribution_summary",
+    "effective_number",
+    "entropy",
+    "entropy_bits",
+    "expected_calibration_error",
+    "grouped_expected_calibration_error",
+    "kl_divergence",
+    "normalize",
+    "normalized_entropy",
+    "priming_scores",
+    "reliability_bins",
+    "target_logprobs",
+    "target_ranks",
+]
