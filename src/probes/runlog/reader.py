@@ -17,7 +17,7 @@ import numpy as np
 from probes.runlog import format as fmt
 from probes.runlog.errors import CorruptShardError, RunLogError, RunLogWarning, UnsupportedSchemaError
 from probes.runlog.lineage import Branch, lineage, resolve
-from probes.runlog.shard import DEFAULT_MAX_HEADER_BYTES, Shard
+from probes.runlog.shard import _NP_DTYPE, DEFAULT_MAX_HEADER_BYTES, Shard
 
 if TYPE_CHECKING:
     from probes.records import Record
@@ -42,6 +42,12 @@ class _Piece:
     pos: np.ndarray  # output positions (sorted)
     rows: np.ndarray  # rows in the shard
     contiguous: bool  # pos and rows are both runs of consecutive integers
+    first: int = 0  # pos[0]
+    end: int = 0  # pos[-1] + 1
+    row0: int = 0  # rows[0]
+
+    def __post_init__(self) -> None:
+        self.first, self.end, self.row0 = int(self.pos[0]), int(self.pos[-1]) + 1, int(self.rows[0])
 
 
 @dataclass
@@ -54,6 +60,8 @@ class _SourceIndex:
     describe: dict[str, Any]
     schema: dict[str, tuple[str, tuple[int, ...], Shard]] = field(default_factory=dict)
     conflicts: dict[str, str] = field(default_factory=dict)
+    # (shard, output slice, row slice) per piece when every piece is contiguous: full reads use it
+    full: Optional[list[tuple[Shard, slice, slice]]] = None
 
 
 def open_run(
@@ -251,8 +259,17 @@ class RunReader:
             # the definition comes from the contributing shard nearest the tip, then the latest one
             newest = max(pieces, key=lambda p: (-depth[p.shard.timeline], p.shard.seq)).shard
             idx = _SourceIndex(steps, epochs, times, pieces, [], dict(newest.sources[source].describe))
+            if all(p.contiguous for p in pieces):
+                idx.full = [(p.shard, slice(p.first, p.end), slice(p.row0, p.row0 + p.end - p.first)) for p in pieces]
+            seen: set[tuple[Any, ...]] = set()
             for p in pieces:  # metric schema across shards; a conflict is reported when that metric is read
-                for m in p.shard.sources[source].metrics:
+                block = p.shard.sources[source]
+                specs = [p.shard.entries[f"{source}/{m}"] for m in block.metrics]
+                signature = tuple((m, e.dtype, e.shape[1:]) for m, e in zip(block.metrics, specs))
+                if signature in seen:
+                    continue
+                seen.add(signature)
+                for m in block.metrics:
                     e = p.shard.entries[f"{source}/{m}"]
                     known_m = idx.schema.get(m)
                     if known_m is None:
@@ -382,33 +399,46 @@ class RunReader:
         i1 = len(idx.steps) if stop is None else int(np.searchsorted(idx.steps, stop, side="left"))
         return i0, max(i0, i1)
 
-    def _map(self, shard: Shard) -> Any:
-        key = shard.path.name
-        if key in self._maps:
-            self._maps.move_to_end(key)
-            return self._maps[key]
-        buf = shard.open_map()
-        self._maps[key] = buf
-        if len(self._maps) > _MAX_OPEN_MAPS:
-            self._maps.popitem(last=False)  # closed once no returned view refers to it
-        return buf
+    def _array(self, shard: Shard, key: str) -> np.ndarray:
+        """Tensor ``key`` of ``shard`` as a verified read-only view of its memory map.
+
+        Maps (with the views made from them) are kept for the most recently used shards only;
+        an evicted map closes once no array returned earlier refers to it.
+        """
+        entry = self._maps.get(shard.name)
+        if entry is None:
+            entry = self._maps[shard.name] = (shard.open_map(), {})
+            if len(self._maps) > _MAX_OPEN_MAPS:
+                self._maps.popitem(last=False)
+        else:
+            self._maps.move_to_end(shard.name)
+        views = entry[1]
+        data = views.get(key)
+        if data is None:
+            data = views[key] = shard.raw(key, entry[0])
+        return data
 
     def _gather(self, source: str, metric: str, idx: _SourceIndex, i0: int, i1: int) -> tuple[np.ndarray, str]:
         dtype, shape, _ = idx.schema[metric]
-        out = np.empty((i1 - i0, *shape), dtype=fmt.DTYPES[dtype][0])
+        out = np.empty((i1 - i0, *shape), dtype=_NP_DTYPE[dtype])
         key = f"{source}/{metric}"
+        full = idx.full if i0 == 0 and i1 == len(idx.steps) else None
+        if full is not None and all(key in s.entries for s, _, _ in full):
+            for shard, out_rows, rows in full:
+                out[out_rows] = self._array(shard, key)[rows]
+            return out, dtype
         for p in idx.pieces:
-            if p.pos[-1] < i0 or p.pos[0] >= i1:
+            if p.end <= i0 or p.first >= i1:
                 continue
             if key not in p.shard.entries:
                 raise RunLogError(
                     f"Metric {key} is missing from shard {p.shard.path} although that shard holds records of"
                     f" {source!r} (the probe changed between sessions). Read a step range written by one configuration."
                 )
-            data = p.shard.raw(key, self._map(p.shard))
+            data = self._array(p.shard, key)
             if p.contiguous:
-                a, b = max(i0, int(p.pos[0])), min(i1, int(p.pos[-1]) + 1)
-                r0 = int(p.rows[0]) + (a - int(p.pos[0]))
+                a, b = max(i0, p.first), min(i1, p.end)
+                r0 = p.row0 + (a - p.first)
                 out[a - i0 : b - i0] = data[r0 : r0 + (b - a)]
             else:
                 sel = (p.pos >= i0) & (p.pos < i1)

@@ -8,13 +8,12 @@ is allocated, and data is read through a read-only memory map. Nothing is ever u
 from __future__ import annotations
 
 import json
-import math
 import mmap
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -23,12 +22,14 @@ from probes.runlog.errors import CorruptShardError, UnsupportedSchemaError
 
 __all__ = ["DEFAULT_MAX_HEADER_BYTES", "Shard", "SourceBlock", "TensorEntry"]
 
+_ITEMSIZE = {k: np.dtype(v[0]).itemsize for k, v in fmt.DTYPES.items()}
+_NP_DTYPE = {k: np.dtype(v[0]) for k, v in fmt.DTYPES.items()}
+
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024 * 1024
 """Largest safetensors header (JSON, metadata included) the reader accepts: 64 MiB."""
 
 
-@dataclass(frozen=True)
-class TensorEntry:
+class TensorEntry(NamedTuple):
     """Where one tensor lives in a shard: dtype, shape and byte range in the data section."""
 
     dtype: str
@@ -65,6 +66,7 @@ class Shard:
 
     def __init__(self) -> None:  # use Shard.open
         self.path = Path()
+        self.name = ""
         self.size = 0
         self.data_start = 0
         self.schema = fmt.SCHEMA_VERSION
@@ -96,6 +98,7 @@ class Shard:
         """
         self = cls()
         self.path = Path(path)
+        self.name = self.path.name
         with open(self.path, "rb") as f:
             self.size = os.fstat(f.fileno()).st_size
             header = self._read_header(f, max_header_bytes)
@@ -182,38 +185,38 @@ class Shard:
     def _check_entries(self, header: dict[str, Any], meta: dict[str, Any]) -> None:
         data_len = self.size - self.data_start
         declared = meta[fmt.K_TENSORS]
-        names = [k for k in header if k != "__metadata__"]
-        if set(names) != set(declared):
-            extra = sorted(set(names) ^ set(declared))[:3]
-            raise self._bad(f"the tensor list does not match the metadata (differs at {extra})")
-        for name in names:
-            info = header[name]
-            if not isinstance(info, dict):
-                raise self._bad(f"tensor {name!r}: header entry is not an object")
-            dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-            if dtype not in fmt.DTYPES:
-                raise self._bad(f"tensor {name!r}: unsupported dtype {dtype!r}")
-            if (
-                not isinstance(shape, list)
-                or len(shape) > fmt.MAX_DIMS
-                or not all(_is_int(d) and d >= 0 for d in shape)
-            ):
+        if len(header) - 1 != len(declared):
+            raise self._bad(f"the header lists {len(header) - 1} tensors but the metadata {len(declared)}")
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            spec = declared.get(name)
+            if spec is None:
+                raise self._bad(f"tensor {name!r} is not in the metadata's tensor list")
+            try:
+                dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+            except (TypeError, KeyError, ValueError):
+                raise self._bad(f"tensor {name!r}: malformed header entry {str(info)[:80]}") from None
+            itemsize = _ITEMSIZE.get(dtype) if type(dtype) is str else None
+            if itemsize is None:
+                raise self._bad(f"tensor {name!r}: unsupported dtype {str(dtype)[:20]!r}")
+            if type(shape) is not list or len(shape) > fmt.MAX_DIMS:
                 raise self._bad(f"tensor {name!r}: invalid shape {str(shape)[:80]}")
-            if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
-                raise self._bad(f"tensor {name!r}: invalid data_offsets {str(offsets)[:80]}")
-            begin, end = offsets
-            if not 0 <= begin <= end:
-                raise self._bad(f"tensor {name!r}: invalid data_offsets {offsets}")
+            nbytes = itemsize
+            for d in shape:
+                if type(d) is not int or d < 0:
+                    raise self._bad(f"tensor {name!r}: invalid shape {str(shape)[:80]}")
+                nbytes *= d
+            if type(begin) is not int or type(end) is not int or not 0 <= begin <= end:
+                raise self._bad(f"tensor {name!r}: invalid data_offsets {str(info['data_offsets'])[:80]}")
             if end > data_len:
                 raise self._bad(
                     f"truncated: tensor {name!r} ends at byte {end} of the data section,"
                     f" which has only {data_len} bytes"
                 )
-            itemsize = np.dtype(fmt.DTYPES[dtype][0]).itemsize
-            if math.prod(shape) * itemsize != end - begin:
+            if nbytes != end - begin:
                 raise self._bad(f"tensor {name!r}: shape {shape} x {itemsize} bytes does not fill {end - begin} bytes")
-            spec = declared[name]
-            if not (isinstance(spec, list) and len(spec) == 3 and spec[:2] == [dtype, shape] and _is_int(spec[2])):
+            if type(spec) is not list or len(spec) != 3 or spec[:2] != [dtype, shape] or type(spec[2]) is not int:
                 raise self._bad(f"tensor {name!r}: header dtype/shape {dtype}{shape} disagree with the metadata")
             self.entries[name] = TensorEntry(dtype, tuple(shape), begin, end, spec[2])
 
@@ -258,11 +261,11 @@ class Shard:
         if fmt.data_crc(buf) != e.crc:
             raise self._bad(f"tensor {name!r}: data checksum mismatch (corrupted data)")
         self._verified.add(name)
-        return np.frombuffer(buf, dtype=fmt.DTYPES[e.dtype][0]).reshape(e.shape)
+        return np.frombuffer(buf, dtype=_NP_DTYPE[e.dtype]).reshape(e.shape)
 
     # ------------------------------------------------------------------ data
-    def open_map(self) -> Optional[mmap.mmap]:
-        """A read-only memory map of the whole file (None when the data section is empty).
+    def open_map(self) -> Optional[np.ndarray]:
+        """The data section as a read-only uint8 array over a memory map (None when empty).
 
         Raises:
             CorruptShardError: the file changed size since it was validated.
@@ -273,30 +276,31 @@ class Shard:
             size = os.fstat(f.fileno()).st_size
             if size != self.size:
                 raise self._bad(f"the file changed size from {self.size} to {size} bytes after it was opened")
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return np.frombuffer(buf, dtype=np.uint8, offset=self.data_start)
 
-    def raw(self, name: str, buf: Optional[mmap.mmap]) -> np.ndarray:
-        """Tensor ``name`` as a read-only numpy view of ``buf`` (storage dtype), checksum verified once.
+    def raw(self, name: str, data: Optional[np.ndarray]) -> np.ndarray:
+        """Tensor ``name`` as a read-only view of ``data`` (from :meth:`open_map`) in its storage
+        dtype; its checksum is verified the first time.
 
         Raises:
             CorruptShardError: the tensor's bytes do not match their checksum.
         """
         e = self.entries[name]
-        dtype = np.dtype(fmt.DTYPES[e.dtype][0])
-        if e.end == e.begin or buf is None:
-            return np.empty(e.shape, dtype=dtype)
-        view = memoryview(buf)[self.data_start + e.begin : self.data_start + e.end]
+        if e.end == e.begin or data is None:
+            return np.empty(e.shape, dtype=_NP_DTYPE[e.dtype])
+        chunk = data[e.begin : e.end]
         if name not in self._verified:
-            if fmt.data_crc(view) != e.crc:
+            if fmt.data_crc(chunk) != e.crc:
                 raise self._bad(f"tensor {name!r}: data checksum mismatch (corrupted data)")
             self._verified.add(name)
-        return np.frombuffer(view, dtype=dtype).reshape(e.shape)
+        return chunk.view(_NP_DTYPE[e.dtype]).reshape(e.shape)
 
     def verify(self) -> None:
         """Check every tensor's checksum now (lenient readers do this before using a shard)."""
-        buf = self.open_map()
+        data = self.open_map()
         for name in self.entries:
-            self.raw(name, buf)
+            self.raw(name, data)
 
 
 def _is_int(value: Any) -> bool:
