@@ -6,7 +6,7 @@ floats for ``CSVLogger.log_metrics``. Write time runs from opening the writer to
 data durably written: the run log fsyncs every shard), divided by the steps. Read time runs from
 opening the files to having every metric as arrays (TensorBoard: ``EventAccumulator`` with
 ``size_guidance={'scalars': 0}``, i.e. no sampling). Every reader's output is checked against the
-data. The run log uses its defaults (a shard per 1,024 records, synchronous writes).
+data. The run log uses its defaults (a shard per 4,096 records or 30 s, synchronous writes).
 
 Targets: reading >= 500x faster than TensorBoard, writing >= 50x cheaper per step.
 

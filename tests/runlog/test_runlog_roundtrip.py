@@ -99,11 +99,15 @@ def test_round_trip_many_shards_dtypes_shapes(tmp_path, background):
         assert np.array_equal(values, ref_values, equal_nan=values.dtype.kind == "f"), name
     np.testing.assert_array_equal(run.epochs("a"), np.arange(40) // 7)
     assert run.describe("b") == {"type": "Synthetic", "note": "3-d"}
+    assert run.describes == {"a": {"type": "Synthetic", "note": "all dtypes"}, "b": run.describe("b")}
     # records() rebuilds Record objects with the original torch dtypes (bfloat16 included), step ordered
     back = list(run.records())
     assert [(r.step, r.source) for r in back] == [(r.step, r.source) for r in records]
+    times = {"a": run.times("a"), "b": run.times("b")}
+    assert np.all(np.diff(times["a"]) >= 0) and times["a"][0] > 1e9  # wall-clock seconds, in write order
     for got, want in zip(back, records):
         assert got.epoch == want.epoch
+        assert got.extra["time"] == times[got.source][np.searchsorted(run.steps(got.source), got.step)]
         for k, t in want.tensors.items():
             assert got.tensors[k].dtype == t.dtype and torch.equal(
                 torch.nan_to_num(got.tensors[k].float()), torch.nan_to_num(t.float())

@@ -65,7 +65,7 @@ class RunLog(Callback):
         dirpath: os.PathLike[str] | str,
         *,
         name: str = "runlog",
-        flush_every_n: int = 1024,
+        flush_every_n: int = 4096,
         flush_every_s: Optional[float] = 30.0,
         run_info: Optional[Mapping[str, Any]] = None,
         background: bool = True,

@@ -325,6 +325,11 @@ class RunReader:
         """The probe definition of ``source`` as stored by the newest visible shard."""
         return dict(self._source(source).describe)
 
+    @property
+    def describes(self) -> dict[str, dict[str, Any]]:
+        """``{source: describe(source)}`` for every visible source."""
+        return {s: self.describe(s) for s in self._index}
+
     def last_step(self) -> int:
         """Largest visible step over all sources, or -1 when empty."""
         return max((int(i.steps[-1]) for i in self._index.values()), default=-1)
@@ -490,7 +495,8 @@ class RunReader:
             chunk: records read from disk at a time (bounds memory).
 
         Yields:
-            Records whose tensors are CPU torch tensors of the stored dtype (bfloat16 kept).
+            Records whose tensors are CPU torch tensors of the stored dtype (bfloat16 kept), with
+            ``extra["time"]``: the wall-clock time the record reached the writer.
         """
         if not isinstance(chunk, int) or chunk < 1:
             raise ValueError(f"Expected `chunk` to be a positive int, got {chunk!r}.")
@@ -520,7 +526,8 @@ class RunReader:
                 cols[m] = _to_torch(raw, dtype)
             for k in range(c1 - c0):
                 i = c0 + k
-                yield Record(int(idx.steps[i]), source, {m: t[k] for m, t in cols.items()}, int(idx.epochs[i]))
+                tensors = {m: t[k] for m, t in cols.items()}
+                yield Record(int(idx.steps[i]), source, tensors, int(idx.epochs[i]), {"time": float(idx.times[i])})
 
 
 def _to_torch(raw: np.ndarray, dtype: str) -> Any:

@@ -128,7 +128,7 @@ class RunWriter:
         path: os.PathLike[str] | str,
         *,
         branch: Optional[Branch] = None,
-        flush_every_n: int = 1024,
+        flush_every_n: int = 4096,
         flush_every_s: Optional[float] = 30.0,
         run_info: Optional[Mapping[str, Any]] = None,
         background: bool = False,
