@@ -299,3 +299,33 @@ def test_errors_and_exit_codes(real_run, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["export", str(real_run[0])])  # --csv is required
     assert exc.value.code == 2
+
+
+def test_resumed_timeline_in_summary_and_watch(tmp_path, capsys):
+    from probes.runlog import Branch
+
+    run_dir = tmp_path / "resumed"
+    crashed = RunWriter(run_dir, flush_every_n=1)
+    for s in range(6):
+        crashed.write(Record(s, "x", {"v": torch.tensor(float(s))}))
+    crashed._lock.release()  # what SIGKILL does: the records stay, the lock goes, no final status
+
+    def resume() -> None:
+        time.sleep(1.0)  # watch prints timeline 0 first
+        with RunWriter(run_dir, branch=Branch(parent=0, fork_step=3), flush_every_n=1) as w:
+            for s in range(4, 8):
+                w.write(Record(s, "x", {"v": torch.tensor(100.0 + s)}))
+
+    t = threading.Thread(target=resume)
+    t.start()
+    rc, out, _ = cli(capsys, "watch", run_dir, "--interval", "0.02", "--from-start", "--timeout", "20")
+    t.join()
+    assert rc == 0
+    assert "-- timeline 1 resumed after step 3; later records are superseded --" in out
+    lines = [line.split() for line in out.splitlines() if line.startswith("step")]
+    assert [int(x[1]) for x in lines] == [0, 1, 2, 3, 4, 5, 4, 5, 6, 7]  # 4 and 5 are re-shown from timeline 1
+    assert [float(x[4]) for x in lines[-4:]] == [104.0, 105.0, 106.0, 107.0]
+    rc, out, _ = cli(capsys, "summary", run_dir)
+    assert rc == 0 and "timeline 1 of 2 (resumed after step 3 of timeline 0)" in out
+    rc, out, _ = cli(capsys, "summary", run_dir, "--timeline", "0", "--json")
+    assert json.loads(out)["sources"][0]["last_step"] == 5
