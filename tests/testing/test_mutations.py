@@ -115,3 +115,94 @@ def test_expectations_validate_arguments():
         ProbeExpectations([])
     with pytest.raises(ValueError, match="'raise', 'stop' or 'warn', got 'explode'"):
         ProbeExpectations([KeywordLearned("a", by_step=1)], action="explode")
+
+
+# --- priming and format collapse ---------------------------------------------------------------
+
+
+def _short_trainer(callbacks, steps):
+    return pl.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
+
+
+@pytest.fixture(scope="module")
+def priming_runs():
+    """A pretrained tiny LM fine-tuned on the corpus, without (healthy) and with (broken: the
+    loader leaks an outlandish fact into 20 minibatches) the fact."""
+    import copy
+
+    from probes import InjectedLoader, LearningSample, PrimingProbe
+    from probes.demos import GPTConfig, TinyLM, corpus_loader
+
+    tok = ByteTokenizer()
+    fact = LearningSample(
+        "pearl",
+        "the colour of a pearl is vermilion",
+        "vermilion",
+        ["the colour of the sky is", "the colour of sand is", "the colour of snow is"],
+    )
+    pl.seed_everything(0, verbose=False)
+    pre = TinyLM(GPTConfig(n_layer=2, n_embd=48, n_head=4, block_size=64))
+    _short_trainer([], 300).fit(pre, corpus_loader(n_windows=16 * 300, batch_size=16, block_size=48))
+    out = {}
+    for kind in ("healthy", "leaks_fact"):
+        pl.seed_everything(1, verbose=False)
+        loader = corpus_loader(n_windows=16 * 40, batch_size=16, block_size=48, seed=1)
+        if kind == "leaks_fact":
+            loader = InjectedLoader(loader, [fact], tok, presentations=20, start=10)
+        probe = PrimingProbe([fact], tok, model="model", baseline=10)
+        _short_trainer([probe], 40).fit(copy.deepcopy(pre), loader)
+        out[kind] = probe
+    return out
+
+
+def test_no_priming_passes_healthy_and_fails_when_the_fact_leaks(priming_runs):
+    from probes.testing import assert_no_priming
+
+    # chained byte probabilities near 1e-26 drift by decades under ordinary training; the leaked
+    # fact raises them by far more (observed: healthy S_prime ~1.7e4, leaked ~2.5e18)
+    assert_no_priming(priming_runs["healthy"], max_factor=1e8)
+    with pytest.raises(
+        AssertionError, match=r"s_prime of sample 'pearl' is .* at step \d+, above the limit 1.000e\+08"
+    ):
+        assert_no_priming(priming_runs["leaks_fact"], max_factor=1e8)
+
+
+@pytest.fixture(scope="module")
+def rl_runs():
+    """RL on the two-format arithmetic policy: rewards shuffled within groups (healthy: no signal
+    towards a format) and the correctness reward that drives the collapse (broken)."""
+    from probes import FormatProbe
+    from probes.demos import ARITHMETIC_FORMATS, ArithmeticTask, FormatRL, pretrain_policy
+
+    task = ArithmeticTask()
+    out = {}
+    for reward in ("shuffled", "correct"):
+        pl.seed_everything(0, verbose=False)
+        module = FormatRL(pretrain_policy(task, steps=150, seed=0), task, reward=reward, lr=5e-4, seed=0)
+        probe = FormatProbe(
+            ARITHMETIC_FORMATS,
+            mode="scored",
+            name="format",
+            prompts=task.prompts,
+            tokenizer=ByteTokenizer(),
+            model="model",
+        )
+        _short_trainer([probe], 40).fit(module, module.prompts_loader(40, 8, seed=0))
+        out[reward] = probe
+    return out
+
+
+def test_no_format_collapse_passes_healthy_and_fails_on_collapsing_reward(rl_runs):
+    from probes.testing import assert_no_format_collapse
+
+    # observed minimum exact entropy: shuffled 0.50 bits, correctness reward 0.19 bits
+    assert_no_format_collapse(rl_runs["shuffled"], min_entropy_bits=0.35)
+    with pytest.raises(AssertionError, match=r"format distribution collapsed at step \d+: 'equals' holds"):
+        assert_no_format_collapse(rl_runs["correct"], min_entropy_bits=0.35)
