@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probes.records import Record
-from probes.runlog import Branch, RunWriter, open_run
+from probes.runlog import Branch, RunLogError, RunWriter, open_run
 from probes.runlog.lineage import resolve
 
 
@@ -112,3 +112,21 @@ def test_resume_marker_supersedes_before_any_record(tmp_path):
 def test_branch_validates(bad):
     with pytest.raises(ValueError, match="Expected Branch"):
         Branch(**bad)
+
+
+def test_a_probe_that_changes_shape_across_a_resume(tmp_path):
+    with RunWriter(tmp_path, flush_every_n=2) as w:
+        for s in range(4):
+            w.write(Record(s, "x", {"v": torch.full((3,), float(s)), "k": torch.tensor(s)}))
+    with RunWriter(tmp_path, branch=Branch(0, 3), flush_every_n=2) as w:
+        for s in range(4, 7):
+            w.write(Record(s, "x", {"v": torch.full((5,), float(s)), "k": torch.tensor(s)}))
+    run = open_run(tmp_path)
+    with pytest.raises(RunLogError, match=r"x/v is float32\[5\] in shard-000004-t001.*float32\[3\] in shard-000000"):
+        run.read("x/v")
+    np.testing.assert_array_equal(run.read("x/v", stop=4)[1], np.repeat(np.arange(4.0)[:, None], 3, axis=1))
+    np.testing.assert_array_equal(run.read("x/v", start=4)[1], np.repeat(np.arange(4.0, 7.0)[:, None], 5, axis=1))
+    np.testing.assert_array_equal(run.read("x/k")[1], np.arange(7))  # unaffected metrics read across
+    with pytest.raises(RunLogError, match="the probe changed between sessions"):
+        list(run.records("x"))
+    assert [r.tensors["v"].shape[0] for r in run.records("x", start=4)] == [5, 5, 5]

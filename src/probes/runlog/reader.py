@@ -59,7 +59,7 @@ class _SourceIndex:
     metrics: list[str]
     describe: dict[str, Any]
     schema: dict[str, tuple[str, tuple[int, ...], Shard]] = field(default_factory=dict)
-    conflicts: dict[str, str] = field(default_factory=dict)
+    conflicts: set[str] = field(default_factory=set)
     # (shard, output slice, row slice) per piece when every piece is contiguous: full reads use it
     full: Optional[list[tuple[Shard, slice, slice]]] = None
 
@@ -196,39 +196,19 @@ class RunReader:
 
     def _build_index(self) -> None:
         shards = sorted(self._shards.values(), key=lambda s: (s.seq, s.timeline))
-        timelines: dict[int, tuple[int, int]] = {}
-        first_of: dict[int, Shard] = {}
-        for s in shards:
-            known = timelines.get(s.timeline)
-            if known is None:
-                timelines[s.timeline] = (s.parent, s.fork_step)
-                first_of[s.timeline] = s
-            elif known != (s.parent, s.fork_step):
-                other = first_of[s.timeline]
-                err = CorruptShardError(
-                    s.path,
-                    f"timeline {s.timeline} has parent/fork {s.parent}/{s.fork_step} here but"
-                    f" {known[0]}/{known[1]} in {other.path.name}",
-                )
-                if self.strict:
-                    raise err
-                self._skip(s.path.name, err)
-                del self._shards[s.path.name]
-                self._build_index()
-                return
+        timelines = self._collect_timelines(shards)
+        if timelines is None:  # a shard was dropped (lenient); start over without it
+            self._build_index()
+            return
         self._timelines = timelines
-        if self._want_timeline is not None:
-            if self._want_timeline not in timelines:
-                raise RunLogError(
-                    f"Run {self.path} has no timeline {self._want_timeline}; it has {sorted(timelines) or 'none'}."
-                )
-            tip: Optional[int] = self._want_timeline
-        else:
-            tip = max(timelines) if timelines else None
+        if self._want_timeline is not None and self._want_timeline not in timelines:
+            raise RunLogError(
+                f"Run {self.path} has no timeline {self._want_timeline}; it has {sorted(timelines) or 'none'}."
+            )
+        tip = self._want_timeline if self._want_timeline is not None else max(timelines, default=None)
         self._tip = tip
         self._chain = lineage(timelines, tip) if tip is not None else []
         in_view = dict(self._chain)
-        depth = {t: i for i, (t, _) in enumerate(self._chain)}  # 0 = tip
         tip_shards = [s for s in shards if s.timeline == tip]
         self._status = tip_shards[-1].status if tip_shards else "empty"
         order: list[str] = []
@@ -237,51 +217,73 @@ class RunReader:
                 order.extend(src for src in s.sources if src not in order)
         self._index = {}
         for source in order:
-            blocks = [(s, s.sources[source]) for s in shards if source in s.sources]
-            refs = [(s.timeline, s.seq, b.steps) for s, b in blocks]
-            steps, which, rows = resolve(timelines, tip, refs)  # type: ignore[arg-type]
-            if len(steps) == 0:
+            idx = self._index_source(source, shards)
+            if idx is not None:
+                self._index[source] = idx
+
+    def _collect_timelines(self, shards: list[Shard]) -> Optional[dict[int, tuple[int, int]]]:
+        """timeline -> (parent, fork step); None after dropping an inconsistent shard (lenient)."""
+        timelines: dict[int, tuple[int, int]] = {}
+        first_of: dict[int, Shard] = {}
+        for s in shards:
+            known = timelines.setdefault(s.timeline, (s.parent, s.fork_step))
+            first_of.setdefault(s.timeline, s)
+            if known != (s.parent, s.fork_step):
+                err = CorruptShardError(
+                    s.path,
+                    f"timeline {s.timeline} has parent/fork {s.parent}/{s.fork_step} here but"
+                    f" {known[0]}/{known[1]} in {first_of[s.timeline].name}",
+                )
+                if self.strict:
+                    raise err
+                self._skip(s.name, err)
+                del self._shards[s.name]
+                return None
+        return timelines
+
+    def _index_source(self, source: str, shards: list[Shard]) -> Optional[_SourceIndex]:
+        """Which row of which shard holds each visible step of ``source``, and its metric schema."""
+        assert self._tip is not None
+        blocks = [(s, s.sources[source]) for s in shards if source in s.sources]
+        steps, which, rows = resolve(self._timelines, self._tip, [(s.timeline, s.seq, b.steps) for s, b in blocks])
+        if len(steps) == 0:
+            return None
+        epochs = np.empty(len(steps), dtype=np.int64)
+        times = np.empty(len(steps), dtype=np.float64)
+        pieces: list[_Piece] = []
+        by_block = np.argsort(which, kind="stable")
+        bounds = np.searchsorted(which[by_block], np.arange(len(blocks) + 1))
+        for i, (s, b) in enumerate(blocks):
+            pos = by_block[bounds[i] : bounds[i + 1]]
+            if len(pos) == 0:
                 continue
-            epochs = np.empty(len(steps), dtype=np.int64)
-            times = np.empty(len(steps), dtype=np.float64)
-            pieces: list[_Piece] = []
-            by_block = np.argsort(which, kind="stable")
-            bounds = np.searchsorted(which[by_block], np.arange(len(blocks) + 1))
-            for i, (s, b) in enumerate(blocks):
-                pos = by_block[bounds[i] : bounds[i + 1]]
-                if len(pos) == 0:
-                    continue
-                r = rows[pos]
-                epochs[pos] = b.epochs[r]
-                times[pos] = b.times[r]
-                contiguous = bool(pos[-1] - pos[0] == len(pos) - 1 and np.all(np.diff(r) == 1))
-                pieces.append(_Piece(s, pos, r, contiguous))
-            # the definition comes from the contributing shard nearest the tip, then the latest one
-            newest = max(pieces, key=lambda p: (-depth[p.shard.timeline], p.shard.seq)).shard
-            idx = _SourceIndex(steps, epochs, times, pieces, [], dict(newest.sources[source].describe))
-            if all(p.contiguous for p in pieces):
-                idx.full = [(p.shard, slice(p.first, p.end), slice(p.row0, p.row0 + p.end - p.first)) for p in pieces]
-            seen: set[tuple[Any, ...]] = set()
-            for p in pieces:  # metric schema across shards; a conflict is reported when that metric is read
-                block = p.shard.sources[source]
-                specs = [p.shard.entries[f"{source}/{m}"] for m in block.metrics]
-                signature = tuple((m, e.dtype, e.shape[1:]) for m, e in zip(block.metrics, specs))
-                if signature in seen:
-                    continue
-                seen.add(signature)
-                for m in block.metrics:
-                    e = p.shard.entries[f"{source}/{m}"]
-                    known_m = idx.schema.get(m)
-                    if known_m is None:
-                        idx.schema[m] = (e.dtype, e.shape[1:], p.shard)
-                        idx.metrics.append(m)
-                    elif (known_m[0], known_m[1]) != (e.dtype, e.shape[1:]) and m not in idx.conflicts:
-                        idx.conflicts[m] = (
-                            f"Metric {source}/{m} is {e.dtype}{list(e.shape[1:])} in {p.shard.path.name} but"
-                            f" {known_m[0]}{list(known_m[1])} in {known_m[2].path.name} (the probe changed between"
-                            " sessions). Read a step range written by one configuration."
-                        )
-            self._index[source] = idx
+            r = rows[pos]
+            epochs[pos] = b.epochs[r]
+            times[pos] = b.times[r]
+            contiguous = bool(pos[-1] - pos[0] == len(pos) - 1 and np.all(np.diff(r) == 1))
+            pieces.append(_Piece(s, pos, r, contiguous))
+        # the definition comes from the contributing shard nearest the tip, then the latest one
+        depth = {t: i for i, (t, _) in enumerate(self._chain)}
+        newest = max(pieces, key=lambda p: (-depth[p.shard.timeline], p.shard.seq)).shard
+        idx = _SourceIndex(steps, epochs, times, pieces, [], dict(newest.sources[source].describe))
+        if all(p.contiguous for p in pieces):
+            idx.full = [(p.shard, slice(p.first, p.end), slice(p.row0, p.row0 + p.end - p.first)) for p in pieces]
+        seen: set[tuple[Any, ...]] = set()
+        for p in pieces:  # metric schema across shards; a conflict is reported when that metric is read
+            block = p.shard.sources[source]
+            specs = [p.shard.entries[f"{source}/{m}"] for m in block.metrics]
+            signature = tuple((m, e.dtype, e.shape[1:]) for m, e in zip(block.metrics, specs))
+            if signature in seen:
+                continue
+            seen.add(signature)
+            for m, e in zip(block.metrics, specs):
+                known = idx.schema.get(m)
+                if known is None:
+                    idx.schema[m] = (e.dtype, e.shape[1:], p.shard)
+                    idx.metrics.append(m)
+                elif (known[0], known[1]) != (e.dtype, e.shape[1:]):
+                    idx.conflicts.add(m)  # reads spanning both configurations raise
+        return idx
 
     # ------------------------------------------------------------------ what is there
     @property
@@ -395,8 +397,6 @@ class RunReader:
         idx = self._index.get(source)
         if idx is None or metric not in idx.schema:
             raise UnknownMetricError(f"Run {self.path} has no metric {name!r}; known: {self.metrics()}.")
-        if metric in idx.conflicts:
-            raise RunLogError(idx.conflicts[metric])
         return source, metric, idx
 
     def _range(self, idx: _SourceIndex, start: Optional[int], stop: Optional[int]) -> tuple[int, int]:
@@ -424,14 +424,49 @@ class RunReader:
         return data
 
     def _gather(self, source: str, metric: str, idx: _SourceIndex, i0: int, i1: int) -> tuple[np.ndarray, str]:
-        dtype, shape, _ = idx.schema[metric]
-        out = np.empty((i1 - i0, *shape), dtype=_NP_DTYPE[dtype])
+        """Rows ``[i0, i1)`` of one metric (storage dtype), copied out of the shards that hold them.
+
+        Raises:
+            RunLogError: the rows come from shards where the metric is missing or has another
+                dtype or shape (the probe changed between sessions).
+        """
         key = f"{source}/{metric}"
-        full = idx.full if i0 == 0 and i1 == len(idx.steps) else None
+        dtype, shape, _ = idx.schema[metric]
+        full = idx.full if i0 == 0 and i1 == len(idx.steps) and metric not in idx.conflicts else None
         if full is not None and all(key in s.entries for s, _, _ in full):
+            out = np.empty((i1 - i0, *shape), dtype=_NP_DTYPE[dtype])
             for shard, out_rows, rows in full:
                 out[out_rows] = self._array(shard, key)[rows]
             return out, dtype
+        pieces = [p for p in idx.pieces if p.end > i0 and p.first < i1]
+        first: Optional[Shard] = None
+        for p in pieces:
+            e = p.shard.entries.get(key)
+            if e is None:
+                raise RunLogError(
+                    f"Metric {key} is missing from shard {p.shard.path} although that shard holds records of"
+                    f" {source!r} (the probe changed between sessions). Read a step range written by one configuration."
+                )
+            if first is None:
+                first, dtype, shape = p.shard, e.dtype, e.shape[1:]
+            elif (e.dtype, e.shape[1:]) != (dtype, shape):
+                raise RunLogError(
+                    f"Metric {key} is {_dtype_name(e.dtype)}{list(e.shape[1:])} in {p.shard.name} but"
+                    f" {_dtype_name(dtype)}{list(shape)} in"
+                    f" {first.name} (the probe changed between sessions). Read a step range written by one"
+                    " configuration (start=/stop=)."
+                )
+        out = np.empty((i1 - i0, *shape), dtype=_NP_DTYPE[dtype])
+        for p in pieces:
+            data = self._array(p.shard, key)
+            if p.contiguous:
+                a, b = max(i0, p.first), min(i1, p.end)
+                r0 = p.row0 + (a - p.first)
+                out[a - i0 : b - i0] = data[r0 : r0 + (b - a)]
+            else:
+                sel = (p.pos >= i0) & (p.pos < i1)
+                out[p.pos[sel] - i0] = data[p.rows[sel]]
+        return out, dtype
         for p in idx.pieces:
             if p.end <= i0 or p.first >= i1:
                 continue
@@ -466,7 +501,7 @@ class RunReader:
         Raises:
             UnknownMetricError: no such metric (the message lists the known ones).
             CorruptShardError: the metric's bytes in some shard fail their checksum.
-            RunLogError: the metric's dtype or shape differs between shards.
+            RunLogError: the requested rows span shards where the metric's dtype or shape differs.
         """
         source, metric, idx = self._split(name)
         i0, i1 = self._range(idx, start, stop)
@@ -514,9 +549,6 @@ class RunReader:
         from probes.records import Record
 
         idx = self._index[source]
-        for m in idx.metrics:
-            if m in idx.conflicts:
-                raise RunLogError(idx.conflicts[m])
         i0, i1 = self._range(idx, start, stop)
         for c0 in range(i0, i1, chunk):
             c1 = min(i1, c0 + chunk)
@@ -528,6 +560,10 @@ class RunReader:
                 i = c0 + k
                 tensors = {m: t[k] for m, t in cols.items()}
                 yield Record(int(idx.steps[i]), source, tensors, int(idx.epochs[i]), {"time": float(idx.times[i])})
+
+
+def _dtype_name(st_dtype: str) -> str:
+    return fmt.DTYPES[st_dtype][1]
 
 
 def _to_torch(raw: np.ndarray, dtype: str) -> Any:
