@@ -321,3 +321,21 @@ def test_bulk_host_transfer_one_per_metric(tmp_path):
     w.close()
     _, a2 = open_run(tmp_path).read("x/a2")
     np.testing.assert_array_equal(a2, -np.repeat(np.arange(50.0, dtype=np.float32)[:, None], 3, axis=1))
+
+
+def test_a_forked_child_cannot_write_the_parents_log(tmp_path):
+    w = RunWriter(tmp_path)
+    w.write(Record(0, "x", {"v": torch.tensor(1.0)}))
+    pid = os.fork()
+    if pid == 0:  # the child: flushing must refuse, and exiting must not write the copied buffer
+        try:
+            w.flush()
+            code = 3
+        except RunLogError as e:
+            code = 0 if "must not write" in str(e) else 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    w.close()
+    assert open_run(tmp_path).steps("x").tolist() == [0]
+    assert len(list(tmp_path.glob("shard-*"))) == 1

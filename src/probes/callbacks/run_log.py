@@ -199,6 +199,7 @@ class RunLog(Callback):
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._resume = None  # a checkpoint loaded for this stage must not steer a later fit
         self._close("finished")
 
     @override

@@ -201,6 +201,7 @@ class RunWriter:
         self._queue: Optional[queue.Queue[Optional[_Job]]] = None
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
+        self._pid = os.getpid()
         _OPEN_WRITERS.add(self)
         if branch is not None:  # make the supersede visible to readers right away
             try:
@@ -334,6 +335,7 @@ class RunWriter:
         """
         if self.closed:
             return
+        self._check_process()
         if self._error is not None:
             self._raise_worker_error()
         if self._n_buffered:
@@ -356,6 +358,7 @@ class RunWriter:
             raise ValueError(f"Expected `status` to be one of {fmt.STATUSES}, got {status!r}.")
         if self.closed:
             return
+        self._check_process()
         try:
             if self._error is None:
                 self._submit(self._take_job(status), wait=True)
@@ -479,7 +482,15 @@ class RunWriter:
         self._schemas[key] = want
         return stacked
 
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            raise RunLogError(
+                f"RunWriter({self.path}) was opened by process {self._pid}; a forked child (pid {os.getpid()})"
+                " must not write to it. Open a writer on another directory in the child."
+            )
+
     def _submit(self, job: _Job, *, wait: bool) -> None:
+        self._check_process()
         if not self.background:
             self._write_job(job)
             return
@@ -741,6 +752,8 @@ _OPEN_WRITERS: weakref.WeakSet[RunWriter] = weakref.WeakSet()
 def _flush_open_writers() -> None:  # pragma: no cover - runs at interpreter exit
     """Interpreter exit without close(): write what is buffered so it is not lost."""
     for writer in list(_OPEN_WRITERS):
+        if writer._pid != os.getpid():  # a forked child holds a copy: never write the parent's records twice
+            continue
         try:
             writer.flush(wait=True)
             writer._stop_worker()
