@@ -18,6 +18,7 @@ __all__ = ["export_csv", "register", "run"]
 
 
 def register(sub: Any) -> None:
+    """Add the ``export`` subcommand to the ``probes`` parser's subparsers."""
     p = sub.add_parser(
         "export",
         help="write a run log as CSV",
@@ -36,6 +37,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    """Handle ``probes export``; returns the exit code (errors go to stderr)."""
     out = out if out is not None else sys.stdout
     reader = open_for_command(args, "export")
     if reader is None:

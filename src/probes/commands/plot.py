@@ -37,6 +37,7 @@ INSTALL_HINT = "pip install 'probes[plot]'"
 
 
 def register(sub: Any) -> None:
+    """Add the ``plot`` subcommand to the ``probes`` parser's subparsers."""
     p = sub.add_parser(
         "plot",
         help="draw keyword curves, the priming scatter and the format distribution to a PNG",
@@ -54,6 +55,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    """Handle ``probes plot``; returns the exit code (errors go to stderr)."""
     out = out if out is not None else sys.stdout
     try:
         import matplotlib  # noqa: F401

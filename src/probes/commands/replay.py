@@ -128,6 +128,7 @@ def step_groups(records: Iterable[Record]) -> Iterator[tuple[int, list[Record]]]
 
 
 def register(sub: Any) -> None:
+    """Add the ``replay`` subcommand to the ``probes`` parser's subparsers."""
     p = sub.add_parser(
         "replay",
         help="play a run log back step by step",
@@ -147,6 +148,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    """Handle ``probes replay``; returns the exit code (errors go to stderr)."""
     out = out if out is not None else sys.stdout
     for name in ("speed", "max_pause"):
         value = getattr(args, name)

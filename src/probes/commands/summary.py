@@ -14,6 +14,7 @@ __all__ = ["register", "render_summary", "run"]
 
 
 def register(sub: Any) -> None:
+    """Add the ``summary`` subcommand to the ``probes`` parser's subparsers."""
     p = sub.add_parser(
         "summary",
         help="tables of final and extreme values, collapse events and surprising samples",
@@ -28,6 +29,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    """Handle ``probes summary``; returns the exit code (errors go to stderr)."""
     out = out if out is not None else sys.stdout
     from probes.runlog.summary import summarize
 

@@ -19,6 +19,7 @@ FINAL = {"finished": 0, "failed": 1, "interrupted": 1}
 
 
 def register(sub: Any) -> None:
+    """Add the ``watch`` subcommand to the ``probes`` parser's subparsers."""
     p = sub.add_parser(
         "watch",
         help="follow a run that is still training",
@@ -36,6 +37,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    """Handle ``probes watch``; returns the exit code (errors go to stderr)."""
     out = out if out is not None else sys.stdout
     if not (args.interval > 0 and math.isfinite(args.interval)):
         print(f"probes watch: error: --interval must be > 0, got {args.interval}", file=sys.stderr)

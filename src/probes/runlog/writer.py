@@ -29,20 +29,12 @@ from safetensors.torch import save as _st_save
 from probes.records import Record
 from probes.runlog import format as fmt
 from probes.runlog.errors import RunLogError
+from probes.runlog.files import DirLock, atomic_write
 from probes.runlog.lineage import Branch
-
-try:  # POSIX advisory locks; without them (Windows) a second writer is not detected
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
+from probes.runlog.stacking import Rejected, Stacker, compact, st_dtype
 
 __all__ = ["RunWriter", "ShardInfo"]
 
-_TORCH_TO_ST: dict[torch.dtype, str] = {
-    getattr(torch, tname): st
-    for st, (_, tname) in fmt.DTYPES.items()
-    if isinstance(getattr(torch, tname, None), torch.dtype)
-}
 
 
 @dataclass(frozen=True)
@@ -164,7 +156,7 @@ class RunWriter:
         if self.path.exists() and not self.path.is_dir():
             raise RunLogError(f"Run-log path {self.path} exists and is not a directory. Pass a directory path.")
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = _DirLock(self.path)
+        self._lock = DirLock(self.path)
         try:
             existing = [p for p in (fmt.parse_shard_name(n) for n in os.listdir(self.path)) if p is not None]
             for name in os.listdir(self.path):
@@ -189,8 +181,7 @@ class RunWriter:
 
         self._describes: dict[str, Any] = {}
         self._names: dict[str, tuple[str, ...]] = {}
-        self._schemas: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
-        self._groups: dict[str, list[tuple[tuple[str, ...], torch.dtype, tuple[int, ...]]]] = {}
+        self._stacker = Stacker()
         self._buffers: dict[str, list[tuple[Record, float]]] = {}
         self._n_buffered = 0
         self._oldest: Optional[float] = None
@@ -383,8 +374,8 @@ class RunWriter:
                 continue
             recs = [r for r, _ in buf]
             try:
-                groups = self._stack_source(source, recs)
-            except _Rejected as e:
+                groups = self._stacker.stack(source, self._names[source], recs)
+            except Rejected as e:
                 bad = {id(r) for r in (e.bad if e.bad is not None else recs)}
                 self._buffers[source] = [(r, t) for r, t in buf if id(r) not in bad]
                 self._n_buffered -= len(bad)
@@ -404,83 +395,6 @@ class RunWriter:
         job = _Job(self._next_seq, blocks, {s: self._describes[s] for s in blocks}, status)
         self._next_seq += 1
         return job
-
-    def _stack_source(self, source: str, recs: list[Record]) -> list[tuple[tuple[str, ...], torch.Tensor]]:
-        """Stack every metric of ``source`` on the records' device.
-
-        Metrics sharing dtype, shape and device are stacked together (one ``torch.stack`` per
-        record, then one over records), which costs far less per scalar than one stack per metric
-        and lets the flush move each group to the host in one transfer. Anything unexpected falls
-        back to :meth:`_stack`, one metric at a time, which converts non-tensors and names the
-        offending record.
-        """
-        plan = self._groups.get(source)
-        if plan is None:
-            plan = self._groups[source] = _plan_groups(self._names[source], recs[0])
-        if plan:
-            try:
-                return [self._stack_group(names, dtype, shape, recs) for names, dtype, shape in plan]
-            except (_Mismatch, TypeError, RuntimeError, KeyError):
-                pass
-        return [((name,), self._stack(source, name, recs)) for name in self._names[source]]
-
-    def _stack_group(
-        self, names: tuple[str, ...], dtype: torch.dtype, shape: tuple[int, ...], recs: list[Record]
-    ) -> tuple[tuple[str, ...], torch.Tensor]:
-        if dtype not in _TORCH_TO_ST:
-            raise _Mismatch  # the per-metric path explains what is wrong
-        if len(names) == 1:
-            stacked = torch.stack([r.tensors[names[0]] for r in recs])
-            if stacked.dtype != dtype or tuple(stacked.shape[1:]) != shape:
-                raise _Mismatch
-        else:
-            rows = [torch.stack([r.tensors[m] for m in names]) for r in recs]
-            if any(row.dtype != dtype for row in rows):
-                raise _Mismatch  # a promotion hid a dtype change
-            stacked = torch.stack(rows)
-            if tuple(stacked.shape[2:]) != shape:
-                raise _Mismatch
-        for m in names:
-            self._schemas.setdefault(f"{recs[0].source}/{m}", (dtype, shape))
-        return names, stacked.detach()
-
-    def _stack(self, source: str, name: str, recs: list[Record]) -> torch.Tensor:
-        """One tensor ``[n, *shape]`` on the records' device; validates dtype, shape and device."""
-        key = f"{source}/{name}"
-        values = [r.tensors[name] for r in recs]
-        want = self._schemas.get(key)
-        try:
-            stacked: Optional[torch.Tensor] = torch.stack(values).detach()
-        except (TypeError, RuntimeError):
-            stacked = None
-        if stacked is not None and want is None:
-            ref = values[0] if isinstance(values[0], torch.Tensor) else stacked[0]
-            want = (ref.dtype, tuple(ref.shape))
-        if stacked is None or stacked.dtype != want[0] or tuple(stacked.shape[1:]) != want[1]:  # type: ignore[index]
-            first = _as_tensor(values[0])
-            if first is None:
-                what = type(values[0]).__name__
-                raise _Rejected(f"Metric {key} at step {recs[0].step} is a {what}, not a tensor", [recs[0]])
-            if want is None:
-                want = (first.dtype, tuple(first.shape))
-            bad = [r for r in recs if not _conforms(r.tensors[name], want[0], want[1], first.device)]
-            if bad:
-                t = _as_tensor(bad[0].tensors[name])
-                got = f"{_desc(t.dtype, t.shape)} on {t.device}" if t is not None else "not a tensor"
-                raise _Rejected(
-                    f"Metric {key} at step {bad[0].step} is {got}, but earlier records are"
-                    f" {_desc(*want)} on {first.device}. Keep every record's tensors the same dtype, shape and device",
-                    bad,
-                )
-            stacked = torch.stack([_as_tensor(v) for v in values]).detach()  # type: ignore[misc]
-        if stacked.dtype not in _TORCH_TO_ST:
-            raise _Rejected(
-                f"Metric {key} has dtype {stacked.dtype}, which the run log does not store."
-                f" Supported: {sorted(str(d).replace('torch.', '') for d in _TORCH_TO_ST)}; convert it first",
-                None,
-            )
-        self._schemas[key] = want
-        return stacked
 
     def _check_process(self) -> None:
         if os.getpid() != self._pid:
@@ -547,12 +461,12 @@ class RunWriter:
                 if len(names) == 1:
                     parts[names[0]] = host.contiguous()
                 else:
-                    parts.update({m: _compact(host[:, k]) for k, m in enumerate(names)})
+                    parts.update({m: compact(host[:, k]) for k, m in enumerate(names)})
             for name, t in parts.items():
                 key = f"{source}/{name}"
                 tensors[key] = t
                 crc = fmt.data_crc(t.reshape(-1).view(torch.uint8).numpy())
-                spec[key] = [_TORCH_TO_ST[t.dtype], list(t.shape), crc]
+                spec[key] = [st_dtype(t.dtype), list(t.shape), crc]
             n = len(blk.steps)
             lo, hi = (int(blk.steps.min()), int(blk.steps.max())) if n else (-1, -1)
             sources[source] = {
@@ -588,7 +502,7 @@ class RunWriter:
         metadata[fmt.K_CRC] = str(fmt.canonical_crc(metadata))
         data = _st_save(tensors, metadata=metadata)
         name = fmt.shard_name(job.seq, self.timeline)
-        _atomic_write(self.path, name, data)
+        atomic_write(self.path, name, data)
         self.n_shards += 1
         self.n_flushed_records += n_total
         if self.on_flush is not None:
@@ -605,120 +519,9 @@ class RunWriter:
             )
 
 
-def _atomic_write(dirpath: Path, name: str, data: bytes) -> None:
-    """Write ``data`` to ``dirpath/name`` so that the name only ever refers to the complete file."""
-    final = dirpath / name
-    if final.exists():
-        raise RunLogError(f"Refusing to overwrite existing shard {final}: shards are immutable.")
-    tmp = dirpath / f"{fmt.TMP_PREFIX}{name}.{os.getpid()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(dirpath)
-
-
-def _fsync_dir(dirpath: Path) -> None:
-    try:
-        fd = os.open(dirpath, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-class _DirLock:
-    """An exclusive advisory lock on ``dirpath/.lock``, released on close or process death."""
-
-    def __init__(self, dirpath: Path) -> None:
-        self.file: Any = open(dirpath / fmt.LOCK_NAME, "a+")
-        if fcntl is None:  # pragma: no cover
-            return
-        try:
-            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or "unknown"
-            self.file.close()
-            raise RunLogError(
-                f"{dirpath} is being written by another RunWriter (pid {holder}). Close that writer"
-                " first, or write this run to a different directory."
-            ) from None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(str(os.getpid()))
-        self.file.flush()
-
-    def release(self) -> None:
-        if self.file.closed:
-            return
-        if fcntl is not None:
-            fcntl.flock(self.file.fileno(), fcntl.LOCK_UN)
-        self.file.close()
-
-
-def _compact(t: torch.Tensor) -> torch.Tensor:
-    """A copy with standard strides (``contiguous()`` may keep odd strides of size-1 dimensions)."""
-    return torch.empty(t.shape, dtype=t.dtype).copy_(t)
-
-
-class _Mismatch(Exception):
-    """The grouped fast path does not apply to this buffer; use the per-metric path."""
-
-
-def _plan_groups(
-    names: tuple[str, ...], first: Record
-) -> list[tuple[tuple[str, ...], torch.dtype, tuple[int, ...]]]:
-    """Group metric names by the dtype, shape and device of the first record (empty when a value
-    is not a tensor)."""
-    groups: dict[tuple[Any, ...], list[str]] = {}
-    for name in names:
-        t = first.tensors.get(name)
-        if not isinstance(t, torch.Tensor):
-            return []
-        groups.setdefault((t.dtype, tuple(t.shape), t.device), []).append(name)
-    return [(tuple(g), key[0], key[1]) for key, g in groups.items()]
-
-
-class _Rejected(Exception):
-    """Records that cannot be stacked (``bad`` None: every buffered record of the source)."""
-
-    def __init__(self, message: str, bad: Optional[list[Record]]) -> None:
-        super().__init__(message)
-        self.bad = bad
-
-
-def _as_tensor(value: Any) -> Optional[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return value
-    try:
-        return torch.as_tensor(value)
-    except (TypeError, ValueError, RuntimeError):
-        return None
-
-
-def _conforms(value: Any, dtype: torch.dtype, shape: tuple[int, ...], device: torch.device) -> bool:
-    t = _as_tensor(value)
-    return t is not None and t.dtype == dtype and tuple(t.shape) == shape and t.device == device
-
-
 def _check_source(source: Any) -> None:
     if not isinstance(source, str) or not source or "/" in source:
         raise ValueError(f"Expected a source name to be a non-empty string without '/', got {source!r}.")
-
-
-def _desc(dtype: torch.dtype, shape: Any) -> str:
-    return f"{str(dtype).replace('torch.', '')}{list(shape)}"
 
 
 def _json_roundtrip(value: Mapping[str, Any], what: str) -> dict[str, Any]:
