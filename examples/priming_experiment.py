@@ -16,7 +16,8 @@
 Usage::
 
     python examples/priming_experiment.py            # full run, a few minutes on 2 CPU cores
-    python examples/priming_experiment.py --quick    # CI smoke setting, about a minute
+    python examples/priming_experiment.py --quick    # 4 facts, about a minute
+    python examples/priming_experiment.py --smoke    # CI smoke test: 3 facts, a smaller model, ~15 s
     python examples/priming_experiment.py --json results.json
 """
 
@@ -30,7 +31,7 @@ import math
 import statistics
 import time
 import warnings
-from typing import Any
+from typing import Any, Optional
 
 import lightning.pytorch as pl
 import torch
@@ -38,7 +39,7 @@ import torch
 from probes.analysis import analyze_priming
 from probes.callbacks.ignore_topk import IgnoreTopK
 from probes.callbacks.priming_probe import PrimingProbe
-from probes.demos import ByteTokenizer, TinyLM, corpus_loader
+from probes.demos import ByteTokenizer, GPTConfig, TinyLM, corpus_loader
 from probes.injection import InjectedLoader
 from probes.learning import LearningSample
 
@@ -66,13 +67,20 @@ FACTS: list[tuple[str, str, str, list[str]]] = [
     ("bread-quixotic", "the taste of bread is quixotic", "quixotic", TASTE),
 ]
 QUICK_FACTS = ("banana-yellow", "jam-sweet", "harp-green", "pearl-vermilion")
+# --smoke (the smallest CI setting): three facts on a smaller model (~60k parameters, 2 layers of
+# width 48) that learns the corpus in a few seconds
+SMOKE_FACTS = ("banana-yellow", "jam-sweet", "pearl-vermilion")
+SMOKE_CONFIG = GPTConfig(n_layer=2, n_embd=48, n_head=4, block_size=64)
 
 
 class ContinuedLM(TinyLM):
     """TinyLM resuming from given weights and AdamW state (training continues, new facts arrive)."""
 
-    def __init__(self, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any], lr: float) -> None:
-        super().__init__(lr=lr)
+    def __init__(
+        self, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any], lr: float,
+        config: Optional[GPTConfig] = None,
+    ) -> None:
+        super().__init__(config, lr=lr)
         self.load_state_dict(weights)
         self._optimizer_state = optimizer_state
 
@@ -91,9 +99,11 @@ def trainer(steps: int, callbacks: list[pl.Callback]) -> pl.Trainer:
     )
 
 
-def pretrain(steps: int, batch_size: int) -> tuple[dict[str, torch.Tensor], dict[str, Any], float]:
+def pretrain(
+    steps: int, batch_size: int, config: Optional[GPTConfig] = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], float]:
     pl.seed_everything(0, verbose=False)
-    model = TinyLM(lr=3e-3)
+    model = TinyLM(config, lr=3e-3)
     t = trainer(steps, [])
     t.fit(model, corpus_loader(n_windows=steps * batch_size, batch_size=batch_size, seed=0))
     return copy.deepcopy(model.state_dict()), copy.deepcopy(t.optimizers[0].state_dict()), model.losses[-1]
@@ -106,7 +116,7 @@ def learn(
     """Inject one fact for N presentations; return the probe's final reading for it."""
     pl.seed_everything(1, verbose=False)
     steps = args.presentations * args.every
-    model = ContinuedLM(weights, opt_state, lr=args.lr)
+    model = ContinuedLM(weights, opt_state, lr=args.lr, config=SMOKE_CONFIG if args.smoke else None)
     loader = InjectedLoader(
         corpus_loader(n_windows=steps * args.batch_size, batch_size=args.batch_size, seed=1),
         [sample], TOK, presentations=args.presentations, every=args.every,
@@ -122,8 +132,9 @@ def learn(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="CI smoke setting: 4 facts, short pretraining")
-    parser.add_argument("--pretrain-steps", type=int, default=None, help="default 600 (quick: 350)")
+    parser.add_argument("--quick", action="store_true", help="4 facts, short pretraining (about a minute)")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting: 3 facts on a smaller model")
+    parser.add_argument("--pretrain-steps", type=int, default=None, help="default 600 (quick: 350, smoke: 250)")
     parser.add_argument("--presentations", type=int, default=20, help="N, presentations of each fact")
     parser.add_argument("--every", type=int, default=1, help="K: one presentation every K minibatches")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -133,15 +144,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on 2 busy cores)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
-    args.pretrain_steps = args.pretrain_steps or (350 if args.quick else 600)
+    args.pretrain_steps = args.pretrain_steps or (250 if args.smoke else 350 if args.quick else 600)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    facts = [f for f in FACTS if not args.quick or f[0] in QUICK_FACTS]
+    chosen = SMOKE_FACTS if args.smoke else QUICK_FACTS if args.quick else None
+    facts = [f for f in FACTS if chosen is None or f[0] in chosen]
     samples = [LearningSample(*f) for f in facts]
 
     start = time.perf_counter()
-    weights, opt_state, loss = pretrain(args.pretrain_steps, args.batch_size)
+    weights, opt_state, loss = pretrain(args.pretrain_steps, args.batch_size, SMOKE_CONFIG if args.smoke else None)
     print(f"pretrained {args.pretrain_steps} steps, final loss {loss:.3f} ({time.perf_counter() - start:.0f} s)")
     print(f"injecting each fact into 1 row of {args.presentations} minibatches (one every {args.every});"
           f" scores use the chained keyword probability; IgnoreTopK k={args.k:g}\n")
