@@ -60,7 +60,7 @@ def test_sigkill_at_random_moments(tmp_path, crash_zygote):
             zyg.stdin.flush()
             forked = lines.next(30)
             assert forked["event"] == "forked"
-            delay = rng.uniform(0.3, 2.0)
+            delay = rng.uniform(0.2, 1.2)
             events, deadline = [], time.monotonic() + delay
             while (left := deadline - time.monotonic()) > 0:
                 e = lines.next(left)
