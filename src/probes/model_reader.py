@@ -5,7 +5,8 @@ shares. Optionally sharded across data-parallel ranks. No Lightning import here.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal, Optional
 
 import torch
@@ -14,10 +15,49 @@ from torch import nn
 from probes.adapters import LogitsFn, infer_max_positions, infer_vocab_size, make_logits_fn, resolve_module
 from probes.engine import ItemScores, ScoringPlan, TokenizedItem, isolated_eval
 
-__all__ = ["Gather", "ModelReader", "module_device"]
+__all__ = ["Gather", "ModelReader", "fsdp2_ancestors", "module_device", "unsharded"]
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
 """All-gather across ranks: a tensor of the same shape on every rank -> ``[world_size, *shape]``."""
+
+
+def fsdp2_ancestors(root: nn.Module, path: Optional[str]) -> list[nn.Module]:
+    """Modules sharded with FSDP2 (``torch.distributed.fsdp.fully_shard``) on the attribute path from
+    ``root`` to the probed model, the model itself excluded.
+
+    FSDP2 all-gathers a module's parameters in a hook on that module's own ``forward``. A probe calls
+    the language model directly, so the parameters of a sharded *ancestor* (e.g. a LightningModule
+    given to ``fully_shard`` whole) stay sharded unless the probe unshards that ancestor itself.
+    """
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch without FSDP2
+        return []
+    if not path:
+        return []
+    chain, obj = [root], root
+    for part in path.split(".")[:-1]:
+        obj = getattr(obj, part)
+        chain.append(obj)
+    return [m for m in chain if isinstance(m, FSDPModule)]
+
+
+@contextmanager
+def unsharded(ancestors: Sequence[nn.Module]) -> Iterator[None]:
+    """All-gather the parameters of FSDP2 ``ancestors`` for the block, then shard them again.
+
+    A collective: every rank must enter it, which holds because sharded-parameter strategies never
+    shard the probe set (every rank runs the same reading).
+    """
+    done = []
+    try:
+        for m in ancestors:
+            m.unshard()  # type: ignore[operator]
+            done.append(m)
+        yield
+    finally:
+        for m in reversed(done):
+            m.reshard()  # type: ignore[operator]
 
 
 def module_device(module: nn.Module) -> torch.device:
@@ -115,7 +155,7 @@ class ModelReader:
         module = self.bind(root, rank=self.rank, world_size=self.world_size)
         device = module_device(module)
         if self.plan is not None:
-            with isolated_eval(module):
+            with unsharded(fsdp2_ancestors(root, self.model_path)), isolated_eval(module):
                 local = self.plan.run(self._forward, device)
         if self.world_size == 1:
             return local

@@ -352,7 +352,7 @@ def test_state_dict_resume_with_weights_only():
     torch.save({"cb": probe.state_dict()}, buf)
     buf.seek(0)
     state = torch.load(buf, weights_only=True)["cb"]
-    assert state["version"] == 1 and state["collapse"]["streak"] == 2
+    assert state["version"] == 2 and state["collapse"]["streak"] == 2
     resumed = FormatProbe(SPEC, collapse=crit)
     resumed.load_state_dict(state)
     assert resumed.collapse_state == probe.collapse_state

@@ -11,7 +11,21 @@ from lightning.pytorch.callbacks import Callback
 
 from probes.records import Record, RecordSink
 
-__all__ = ["ProbeCallback"]
+__all__ = ["REFUSED_STRATEGIES", "ProbeCallback"]
+
+
+#: Strategies a probe refuses in ``setup`` (matched by class name, subclasses included), and why.
+REFUSED_STRATEGIES: dict[str, str] = {
+    "FSDPStrategy": (
+        "FSDP (version 1) all-gathers parameters only inside the forward of its wrapper units, and a probe"
+        " calls the language model directly, so it could read sharded parameters (not verifiable without a GPU:"
+        " Lightning runs FSDP only on CUDA)."
+    ),
+    "DeepSpeedStrategy": (
+        "ZeRO stage 3 gathers parameters in hooks of the engine's forward, which a probe's direct call to the"
+        " language model bypasses."
+    ),
+}
 
 
 class ProbeCallback(Callback):
@@ -68,19 +82,41 @@ class ProbeCallback(Callback):
         values = torch.stack([r.tensors[name].detach() for r in rows]).cpu()
         return [r.step for r in rows], values
 
-    @staticmethod
-    def probe_shard(trainer: pl.Trainer) -> tuple[int, int]:
+    def probe_shard(self, trainer: pl.Trainer) -> tuple[int, int]:
         """(rank, world size) over which to shard a probe set.
 
         Plain data parallelism (DDP) shards: each rank scores its slice and the slices are gathered.
-        Sharded-parameter strategies (FSDP, DeepSpeed, model parallel) run collectives inside the
-        forward, so every rank must run the same forwards: there the probe set is not sharded.
+        Sharded-parameter strategies run collectives inside the forward, so every rank must run the
+        same forwards: there the probe set is not sharded. Under ``ModelParallelStrategy`` (FSDP2,
+        ``fully_shard``) the reader all-gathers the parameters of sharded ancestors of the probed
+        model itself (see :func:`probes.model_reader.fsdp2_ancestors`).
+
+        Raises:
+            ValueError: under a strategy whose probe forward is not known to be safe (see
+                :data:`REFUSED_STRATEGIES`).
         """
         from lightning.pytorch.strategies import DDPStrategy
 
+        self.check_strategy(trainer)
         if trainer.world_size > 1 and isinstance(trainer.strategy, DDPStrategy):
             return trainer.global_rank, trainer.world_size
         return 0, 1
+
+    def check_strategy(self, trainer: pl.Trainer) -> None:
+        """Refuse strategies under which a probe's forward pass could read sharded parameters.
+
+        Raises:
+            ValueError: the Trainer's strategy is (a subclass of) one of :data:`REFUSED_STRATEGIES`.
+        """
+        names = {cls.__name__ for cls in type(trainer.strategy).__mro__}
+        for refused, why in REFUSED_STRATEGIES.items():
+            if refused in names:
+                raise ValueError(
+                    f"{self.state_key} cannot run under {type(trainer.strategy).__name__}: {why} Use"
+                    " DDPStrategy (strategy='ddp'; the probe set is sharded across ranks), or"
+                    " ModelParallelStrategy with torch.distributed.fsdp.fully_shard (FSDP2), under which every"
+                    " rank runs the same probe forward with the parameters all-gathered (docs/scaling.md)."
+                )
 
     @staticmethod
     def gather_fn(trainer: pl.Trainer):  # type: ignore[no-untyped-def]
@@ -89,4 +125,18 @@ class ProbeCallback(Callback):
 
     @staticmethod
     def probe_callbacks(trainer: pl.Trainer) -> list[ProbeCallback]:
-        return [cb for cb in trainer.callbacks if isinstance(cb, ProbeCallback)]  # type: ignore[attr-defined]
+        """The probe callbacks of ``trainer`` (what sinks subscribe to).
+
+        Raises:
+            ValueError: two probes share a ``name``: their records would be mixed in one source.
+        """
+        probes = [cb for cb in trainer.callbacks if isinstance(cb, ProbeCallback)]  # type: ignore[attr-defined]
+        seen: dict[str, ProbeCallback] = {}
+        for probe in probes:
+            other = seen.setdefault(probe.source, probe)
+            if other is not probe:
+                raise ValueError(
+                    f"{type(other).__name__} and {type(probe).__name__} share the name {probe.source!r}; their"
+                    " records would be mixed in one source. Give each probe a different `name=`."
+                )
+        return probes

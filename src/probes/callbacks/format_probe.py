@@ -25,13 +25,13 @@ from probes.collapse import (
 from probes.engine import isolated_eval, tokenize_pairs
 from probes.formats import Format, FormatSpec, LabelSpace, as_format_spec
 from probes.functional.entropy import distribution_summary
-from probes.model_reader import Gather, ModelReader
+from probes.model_reader import Gather, ModelReader, fsdp2_ancestors, unsharded
 from probes.sampling import SamplerConfig, sample_texts
 from probes.specs import ProbePair, ProbeSet
 
 __all__ = ["FormatProbe", "FormatTally"]
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: formats, pooled rollouts
 Mode = Literal["rollout", "sampled", "scored"]
 GenerateFn = Callable[[nn.Module, list[str]], Sequence[Sequence[str]]]
 CompletionFn = Callable[[int, str], Any]
@@ -278,7 +278,8 @@ class FormatProbe(ProbeCallback):
             self._build_scorer(token_budget)
         self._state = CollapseState()
         self._first: Optional[torch.Tensor] = None
-        self._tally: Optional[FormatTally] = None
+        self._tally: Optional[FormatTally] = None  # this rank's rollouts since the last update
+        self._pooled: Optional[FormatTally] = None  # summed over ranks, since the last record
         self._batch_step = -1
         self._last_step = -1
         self._n_records = 0
@@ -353,27 +354,60 @@ class FormatProbe(ProbeCallback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
+        """Primitives and CPU tensors only (loads with ``torch.load(weights_only=True)``).
+
+        Version 2 adds ``formats`` and the rollouts pooled (over ranks) since the last record
+        (``pooled`` ``[5, n_formats + 1]`` float64 sums and ``pooled_n``), which are identical on
+        every rank, so rank zero's copy in the checkpoint is right for all of them.
+        """
         first = self._first.detach().cpu() if self._first is not None else torch.empty(0)
+        pooled = self._pooled
         return {
             "version": _STATE_VERSION,
+            "formats": list(self.spec.names),
             "last_step": self._last_step,
             "n_records": self._n_records,
             "first_dist": first,
             "collapse": self._state.state_dict(),
+            "pooled": pooled.stacked().detach().cpu() if pooled is not None else torch.empty(0),
+            "pooled_n": int(pooled.n) if pooled is not None else 0,
         }
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; keys missing from older versions take their defaults.
+
+        Raises:
+            ValueError: the checkpoint tracked other formats.
+        """
         version = int(state_dict.get("version", 0))
         if version > _STATE_VERSION:
             rank_zero_warn(
                 f"{self.state_key}: checkpoint state version {version} is newer than this library's {_STATE_VERSION}."
+            )
+        names = state_dict.get("formats")
+        if names is not None and list(names) != list(self.spec.names):
+            raise ValueError(
+                f"{self.state_key}: the checkpoint tracks formats {list(names)} but this probe tracks"
+                f" {list(self.spec.names)}; resume with the same formats, or give this probe another `name`."
             )
         self._last_step = int(state_dict.get("last_step", -1))
         self._n_records = int(state_dict.get("n_records", 0))
         first = state_dict.get("first_dist")
         self._first = first.clone() if isinstance(first, torch.Tensor) and first.numel() > 0 else None
         self._state = CollapseState.from_state_dict(state_dict.get("collapse", {}))
+        pooled = state_dict.get("pooled")
+        self._pooled = None
+        if isinstance(pooled, torch.Tensor) and pooled.numel() > 0:
+            k = len(self.spec) + 1
+            if tuple(pooled.shape) != (5, k):
+                raise ValueError(
+                    f"{self.state_key}: the checkpoint's pooled rollouts have shape {list(pooled.shape)}, expected"
+                    f" [5, {k}] for {k - 1} formats and 'other'."
+                )
+            self._pooled = FormatTally(k, torch.device("cpu"))
+            self._pooled.load_stacked(pooled.to(torch.float64).clone())
+            self._pooled.n = torch.tensor(int(state_dict.get("pooled_n", 0)), dtype=torch.int64)
 
     # --- Lightning hooks ------------------------------------------------------------------------
 
@@ -383,6 +417,7 @@ class FormatProbe(ProbeCallback):
             rank, world = self.probe_shard(trainer)  # under DDP each rank scores a slice of the items
             self.reader.bind(pl_module, rank=rank, world_size=world)
         elif self.mode == "sampled":
+            self.check_strategy(trainer)
             resolve_module(pl_module, self.model_path)
 
     @override
@@ -398,9 +433,10 @@ class FormatProbe(ProbeCallback):
         if self.mode != "rollout":
             return
         self.add_rollouts(outputs)
-        updated = trainer.global_step > self._batch_step
-        if updated and trainer.global_step % self.every_n_steps == 0:
-            self._flush_rollouts(trainer, pl_module, step=self._batch_step, log=True)
+        if trainer.global_step > self._batch_step:  # an update just happened (at the same batch on every rank)
+            self._pool(trainer, pl_module)
+            if trainer.global_step % self.every_n_steps == 0:
+                self._flush_rollouts(trainer, pl_module, step=self._batch_step, log=True)
 
     @override
     def on_before_optimizer_step(
@@ -414,10 +450,11 @@ class FormatProbe(ProbeCallback):
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.mode == "rollout":
-            pending = self._tally is not None and int(self._tally.n) > 0
-            if trainer.world_size > 1:  # the flush reduces across ranks: every rank must take part
+            pending = any(t is not None and int(t.n) > 0 for t in (self._tally, self._pooled))
+            if trainer.world_size > 1:  # pooling reduces across ranks: every rank must take part
                 pending = trainer.strategy.reduce_boolean_decision(pending, all=False)
             if pending:
+                self._pool(trainer, pl_module)
                 self._flush_rollouts(trainer, pl_module, step=self._batch_step, log=False)
         elif trainer.global_step != self._last_step:
             tally = self.read(pl_module, gather=self.gather_fn(trainer))
@@ -530,25 +567,25 @@ class FormatProbe(ProbeCallback):
 
     def _read_sampled(self, module: nn.Module) -> FormatTally:
         lm = resolve_module(module, self.model_path)
-        if self.generate_fn is not None:
-            with isolated_eval(lm):
-                per_prompt = self.generate_fn(lm, list(self.prompts))
-            if len(per_prompt) != len(self.prompts):
-                raise ValueError(
-                    f"generate_fn returned completions for {len(per_prompt)} prompts, expected {len(self.prompts)}."
+        with unsharded(fsdp2_ancestors(module, self.model_path)):  # FSDP2: every rank samples the same
+            if self.generate_fn is not None:
+                with isolated_eval(lm):
+                    per_prompt = self.generate_fn(lm, list(self.prompts))
+            else:
+                assert self._encode is not None and self._decode is not None
+                per_prompt = sample_texts(
+                    lm,
+                    self.prompts,
+                    self.n_samples,
+                    encode=self._encode,
+                    decode=self._decode,
+                    config=self.sampler,
+                    logits_fn=self.logits_fn,
+                    bos_id=self.bos_id,
                 )
-        else:
-            assert self._encode is not None and self._decode is not None
-            cfg = self.sampler
-            per_prompt = sample_texts(
-                lm,
-                self.prompts,
-                self.n_samples,
-                encode=self._encode,
-                decode=self._decode,
-                config=cfg,
-                logits_fn=self.logits_fn,
-                bos_id=self.bos_id,
+        if len(per_prompt) != len(self.prompts):
+            raise ValueError(
+                f"generate_fn returned completions for {len(per_prompt)} prompts, expected {len(self.prompts)}."
             )
         owners = [i for i, comps in enumerate(per_prompt) for _ in comps]
         texts = self._texts([c for comps in per_prompt for c in comps])
@@ -568,14 +605,31 @@ class FormatProbe(ProbeCallback):
 
     # --- records --------------------------------------------------------------------------------
 
-    def _flush_rollouts(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, step: int, log: bool) -> None:
-        tally = self._tally or FormatTally(len(self.spec) + 1, torch.device("cpu"))
-        if trainer.world_size > 1:  # every rank calls this at the same hook, so the collective matches
-            summed = trainer.strategy.reduce(tally.stacked().to(pl_module.device), reduce_op="sum")
-            n = trainer.strategy.reduce(tally.n.to(pl_module.device), reduce_op="sum")
-            tally.load_stacked(summed)
-            tally.n = n
+    def _pool(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Add this rank's rollouts since the last update, summed over ranks, to the pooled tally.
+
+        Called after every optimizer step (and at the end of training) on every rank at the same
+        hook, so the one all-reduce matches; the pooled tally is then the same on every rank and can
+        be checkpointed from rank zero.
+        """
+        k = len(self.spec) + 1
+        local = self._tally or FormatTally(k, pl_module.device)
         self._tally = None
+        n_row = torch.zeros(1, k, dtype=torch.float64, device=local.count.device)
+        n_row[0, 0] = local.n.to(torch.float64)  # exact below 2**53 completions
+        packed = torch.cat([local.stacked(), n_row])  # [6, k]: one collective for sums and count
+        if trainer.world_size > 1:
+            packed = trainer.strategy.reduce(packed.to(pl_module.device), reduce_op="sum")
+        pooled = self._pooled
+        if pooled is None:
+            pooled = FormatTally(k, packed.device)
+        pooled.load_stacked(pooled.stacked().to(packed.device) + packed[:5])
+        pooled.n = pooled.n.to(packed.device) + packed[5, 0].round().to(torch.int64)
+        self._pooled = pooled
+
+    def _flush_rollouts(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, step: int, log: bool) -> None:
+        tally = self._pooled or FormatTally(len(self.spec) + 1, torch.device("cpu"))
+        self._pooled = None
         self._finish(trainer, pl_module, tally, step=step, log=log)
 
     def metrics(self, tally: FormatTally) -> dict[str, torch.Tensor]:

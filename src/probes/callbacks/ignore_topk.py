@@ -16,6 +16,7 @@ from typing import Any, Optional, Union
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 from typing_extensions import override
 
@@ -204,4 +205,7 @@ class IgnoreTopK(Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        version = int(state_dict.get("version", 0))
+        if version > _STATE_VERSION:
+            rank_zero_warn(f"{self.state_key}: checkpoint state version {version} is newer than {_STATE_VERSION}.")
         self.n_applied = int(state_dict.get("n_applied", 0))

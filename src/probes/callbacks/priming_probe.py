@@ -14,11 +14,11 @@ from typing_extensions import override
 
 from probes.adapters import LogitsFn, as_encoder
 from probes.callbacks.base import ProbeCallback
-from probes.callbacks.keyword_probe import ModelReader
 from probes.engine import ItemScores
 from probes.functional.exposure import count_occurrences, pack_patterns
 from probes.functional.priming import DEFAULT_P_FLOOR, group_slots, priming_scores
 from probes.learning import LearningSample, SampleLike, as_samples, tokenize_samples
+from probes.model_reader import Gather, ModelReader
 
 __all__ = ["METRICS", "PrimingProbe"]
 
@@ -297,11 +297,18 @@ class PrimingProbe(ProbeCallback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.reader.bind(pl_module)  # validates vocabulary and lengths before training starts
+        rank, world = self.probe_shard(trainer)  # under DDP each rank scores a slice of the items
+        self.reader.bind(pl_module, rank=rank, world_size=world)  # validates vocabulary and lengths now
 
-    def read(self, module: nn.Module) -> ItemScores:
-        """Score every learning context and prefix against ``module`` now (no Trainer needed)."""
-        return self.reader.read(module)
+    def read(self, module: nn.Module, *, gather: Optional[Gather] = None) -> ItemScores:
+        """Score every learning context and prefix against ``module`` now (no Trainer needed).
+
+        Args:
+            module: the LightningModule (or model) to read.
+            gather: only when the reader is sharded across DDP ranks (the callback passes the
+                strategy's ``all_gather``); not needed on a single process.
+        """
+        return self.reader.read(module, gather=gather)
 
     def _logp(self, scores: ItemScores) -> torch.Tensor:
         return (scores.logp_seq if self.score == "seq" else scores.logp_first).double()
@@ -316,7 +323,7 @@ class PrimingProbe(ProbeCallback):
 
     def take_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, log: bool) -> None:
         step = trainer.global_step
-        lp = self._logp(self.read(pl_module))
+        lp = self._logp(self.read(pl_module, gather=self.gather_fn(trainer)))
         self._state_to(lp.device)
         lp_learn, lp_prefix = lp[self._learn_index], lp[self._prefix_index]
         if self.baseline == "first_exposure":
@@ -424,10 +431,10 @@ class PrimingProbe(ProbeCallback):
             rank_zero_warn(
                 f"{self.state_key}: checkpoint state version {version} is newer than this library's {_STATE_VERSION}."
             )
-        names = list(state_dict.get("samples", []))
-        if names != self.names:
+        names = state_dict.get("samples")
+        if names is not None and list(names) != self.names:
             raise ValueError(
-                f"{self.state_key}: the checkpoint tracks samples {names} but this probe tracks"
+                f"{self.state_key}: the checkpoint tracks samples {list(names)} but this probe tracks"
                 f" {self.names}; resume with the same samples, or give this probe another `name`."
             )
         if state_dict.get("score", self.score) != self.score:
@@ -436,11 +443,25 @@ class PrimingProbe(ProbeCallback):
                 f" probe uses score={self.score!r}; use the same score mode to resume."
             )
         device = self._applied.device
-        self._base_learn = state_dict["base_learn"].to(device, torch.float64)
-        self._base_prefix = state_dict["base_prefix"].to(device, torch.float64)
-        self._has_baseline = state_dict["has_baseline"].to(device, torch.bool)
-        self._applied = state_dict["applied"].to(device, torch.long)
-        self._pending = state_dict["pending"].to(device, torch.long)
+
+        def tensor(key: str, current: torch.Tensor) -> torch.Tensor:
+            # a key missing from an older checkpoint keeps its fresh default
+            value = state_dict.get(key)
+            if value is None:
+                return current
+            value = torch.as_tensor(value)
+            if value.shape != current.shape:
+                raise ValueError(
+                    f"{self.state_key}: checkpoint entry {key!r} has shape {list(value.shape)}, expected"
+                    f" {list(current.shape)}; resume with the same samples and prefixes."
+                )
+            return value.to(device, current.dtype)
+
+        self._base_learn = tensor("base_learn", self._base_learn)
+        self._base_prefix = tensor("base_prefix", self._base_prefix)
+        self._has_baseline = tensor("has_baseline", self._has_baseline)
+        self._applied = tensor("applied", self._applied)
+        self._pending = tensor("pending", self._pending)
         self._last_step = int(state_dict.get("last_step", -1))
         self._last_hook_step = int(state_dict.get("last_hook_step", -1))
         self._n_readings = int(state_dict.get("n_readings", 0))
