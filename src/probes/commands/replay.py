@@ -19,7 +19,16 @@ from probes.records import Record
 from probes.runlog.cli_support import add_run_arguments, fmt_num, open_for_command
 from probes.runlog.labels import format_names, kind_of
 
-__all__ = ["PlainRenderer", "Renderer", "make_renderer", "register", "render_record", "run", "step_groups"]
+__all__ = [
+    "DashboardRenderer",
+    "PlainRenderer",
+    "Renderer",
+    "make_renderer",
+    "register",
+    "render_record",
+    "run",
+    "step_groups",
+]
 
 
 class Renderer(Protocol):
@@ -61,9 +70,50 @@ class PlainRenderer:
         self.out.flush()
 
 
-def make_renderer(describes: Mapping[str, Mapping[str, Any]], out: Optional[TextIO] = None) -> Renderer:
-    """The renderer replay and watch use (swap this for the live dashboard)."""
-    return PlainRenderer(describes, out)
+class DashboardRenderer:
+    """Draws the live dashboard (the same one training shows) and advances it step by step.
+
+    Args:
+        describes: source -> ``describe()`` of its probe.
+        out: the terminal stream to draw on.
+    """
+
+    def __init__(self, describes: Mapping[str, Mapping[str, Any]], out: TextIO) -> None:
+        from rich.console import Console
+
+        from probes.console import Dashboard, LiveDisplay
+
+        self.console = Console(file=out)
+        self.dashboard = Dashboard(title="probes replay", clock=None)
+        self.describes = describes  # by reference: `watch` adds sources that appear later
+        self._registered: set[str] = set()
+        self.display = LiveDisplay(lambda: self.dashboard, console=self.console, nested=False)
+
+    def start(self, title: str) -> None:
+        self.dashboard.note = title
+        self.display.start()
+
+    def update(self, step: int, records: list[Record]) -> None:
+        for r in records:
+            if r.source not in self._registered:
+                self.dashboard.register_source(r.source, self.describes.get(r.source, {}))
+                self._registered.add(r.source)
+            self.dashboard.write(r)
+
+    def close(self, message: str) -> None:
+        self.dashboard.flush()
+        self.display.stop(leave=True)
+        self.console.print(message)
+
+
+def make_renderer(
+    describes: Mapping[str, Mapping[str, Any]], out: Optional[TextIO] = None, *, plain: bool = False
+) -> Renderer:
+    """The live dashboard on a terminal; plain text lines for pipes, files, or ``plain=True``."""
+    stream = out if out is not None else sys.stdout
+    if not plain and stream.isatty():
+        return DashboardRenderer(describes, stream)
+    return PlainRenderer(describes, stream)
 
 
 def _np(t: Any) -> np.ndarray:
@@ -144,6 +194,7 @@ def register(sub: Any) -> None:
     p.add_argument("--start", type=int, default=None, metavar="STEP", help="first step to show")
     p.add_argument("--stop", type=int, default=None, metavar="STEP", help="stop before this step")
     p.add_argument("--every", type=int, default=1, metavar="N", help="show every N-th step (and the last)")
+    p.add_argument("--plain", action="store_true", help="text lines instead of the dashboard (default off a terminal)")
     p.set_defaults(func=run)
 
 
@@ -171,7 +222,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         print(f"probes replay: error: {args.run} holds no records", file=sys.stderr)
         return 1
     times = {s: dict(zip(reader.steps(s).tolist(), reader.times(s).tolist())) for s in sources}
-    renderer = make_renderer({s: reader.describe(s) for s in sources}, out)
+    renderer = make_renderer({s: reader.describe(s) for s in sources}, out, plain=args.plain)
     renderer.start(f"replaying {args.run} ({', '.join(sources)}), status {reader.status}")
     groups = list(step_groups(reader.records(sources, start=args.start, stop=args.stop)))
     prev_t = None
