@@ -25,3 +25,13 @@ def test_cli_lists_every_subcommand():
     help_text = build_parser().format_help()
     for name in SUBCOMMANDS:
         assert name in help_text
+
+
+def test_cli_start_does_not_import_lightning():
+    """`import probes` is lazy, so `probes summary/replay/...` start without loading Lightning."""
+    import subprocess
+    import sys
+
+    code = "import sys, probes.cli; probes.cli.build_parser(); print('lightning' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
