@@ -25,6 +25,11 @@ from probes.demos import THEMES, ByteTokenizer, TinyLM, corpus_loader
 
 N_PAIRS = 256
 
+RATIOS = [
+    ("overhead_vs_floor", "KeywordProbe per-step cost / bare forward over the same tokens", "<= 1.25"),
+    ("speedup_vs_naive", "naive per-pair loop with .item() and 2 passes / KeywordProbe", ">= 5"),
+]
+
 
 def probe_pairs(n: int = N_PAIRS) -> list[tuple[str, str, str]]:
     """n (context, keyword) pairs: every themed context with every attribute word of any theme."""
@@ -148,8 +153,3 @@ def main() -> None:
 if __name__ == "__main__":
     main()
 
-
-RATIOS = [
-    ("overhead_vs_floor", "KeywordProbe per-step cost / bare forward over the same tokens", "<= 1.25"),
-    ("speedup_vs_naive", "naive per-pair loop with .item() and 2 passes / KeywordProbe", ">= 5"),
-]

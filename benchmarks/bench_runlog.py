@@ -31,6 +31,13 @@ N_STEPS, N_METRICS = 10_000, 64
 QUICK_STEPS = 1_000
 READ_TARGET, WRITE_TARGET = 500.0, 50.0
 
+RATIOS = [
+    ("write_ratio_vs_tensorboard", "TensorBoard write per step / run log write per step", ">= 50"),
+    ("read_ratio_vs_tensorboard", "TensorBoard full read / run log full read", ">= 500"),
+    ("write_ratio_vs_csvlogger", "CSVLogger write per step / run log write per step", "info"),
+    ("read_ratio_vs_csvlogger", "CSVLogger full read / run log full read", "info"),
+]
+
 
 def make_data(n_steps: int, n_metrics: int = N_METRICS, seed: int = 0) -> np.ndarray:
     """float32 ``[n_steps, n_metrics]`` random walks."""
