@@ -56,7 +56,9 @@ def make_run(run_dir: Path, steps: int) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, nargs="?", default=None, help="run directory (default: make a small one)")
-    parser.add_argument("--out", type=Path, default=None, help="directory for the CSV files and the plot")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="directory for the CSV files, the plot (and the run made without RUN)"
+    )
     parser.add_argument("--speed", type=float, default=100.0, help="replay speed, readings per second (default 100)")
     parser.add_argument("--quick", action="store_true", help="CI smoke setting: a 60-step run when none is given")
     parser.add_argument("--steps", type=int, default=None, help="steps of the run made without RUN (default 200)")
@@ -65,11 +67,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*(does not have many workers|LeafSpec|litlogger).*")
-    work = Path(tempfile.mkdtemp(prefix="replay_and_plot-"))
-    out = args.out or work
+    out = args.out or Path(tempfile.mkdtemp(prefix="replay_and_plot-"))
     run_dir = args.run
     if run_dir is None:
-        run_dir = work / "run"
+        run_dir = out / "run"
         make_run(run_dir, args.steps or (60 if args.quick else 200))
 
     # 1. open the log: sources, metrics, arrays (a lazy, memory-mapped reader; never unpickles)
