@@ -15,10 +15,18 @@ from torch import nn
 from probes.adapters import LogitsFn, infer_max_positions, infer_vocab_size, make_logits_fn, resolve_module
 from probes.engine import ItemScores, ScoringPlan, TokenizedItem, isolated_eval
 
-__all__ = ["Gather", "ModelReader", "fsdp2_ancestors", "module_device", "unsharded"]
+__all__ = ["Gather", "ModelReader", "fsdp2_ancestors", "fsdp2_gathered", "module_device"]
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
 """All-gather across ranks: a tensor of the same shape on every rank -> ``[world_size, *shape]``."""
+
+
+def _fsdp2_class() -> Optional[type]:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch without FSDP2
+        return None
+    return FSDPModule
 
 
 def fsdp2_ancestors(root: nn.Module, path: Optional[str]) -> list[nn.Module]:
@@ -29,34 +37,43 @@ def fsdp2_ancestors(root: nn.Module, path: Optional[str]) -> list[nn.Module]:
     the language model directly, so the parameters of a sharded *ancestor* (e.g. a LightningModule
     given to ``fully_shard`` whole) stay sharded unless the probe unshards that ancestor itself.
     """
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:  # pragma: no cover - torch without FSDP2
-        return []
-    if not path:
+    fsdp = _fsdp2_class()
+    if fsdp is None or not path:
         return []
     chain, obj = [root], root
     for part in path.split(".")[:-1]:
         obj = getattr(obj, part)
         chain.append(obj)
-    return [m for m in chain if isinstance(m, FSDPModule)]
+    return [m for m in chain if isinstance(m, fsdp)]
 
 
 @contextmanager
-def unsharded(ancestors: Sequence[nn.Module]) -> Iterator[None]:
-    """All-gather the parameters of FSDP2 ``ancestors`` for the block, then shard them again.
+def fsdp2_gathered(root: nn.Module, path: Optional[str]) -> Iterator[None]:
+    """Make a probe's forward through the model at ``path`` inside ``root`` see full parameters
+    under FSDP2, and leave every FSDP2 module sharded afterwards, as training expects.
 
-    A collective: every rank must enter it, which holds because sharded-parameter strategies never
-    shard the probe set (every rank runs the same reading).
+    On entry the sharded ancestors (:func:`fsdp2_ancestors`) are all-gathered; FSDP2 modules inside
+    the model gather themselves in their forward hooks. On exit every FSDP2 module involved is
+    resharded: FSDP2 keeps the *root* module's parameters gathered after a forward (it expects the
+    backward to follow), and a gathered copy left in place after a probe's forward would be used by
+    the next training forward instead of the parameters the optimizer has just updated.
+
+    A collective (all-gathers): every rank must enter it, which holds because sharded-parameter
+    strategies never shard the probe set (every rank runs the same reading). Without FSDP2 modules
+    it does nothing.
     """
-    done = []
+    fsdp = _fsdp2_class()
+    ancestors = fsdp2_ancestors(root, path)
+    module = resolve_module(root, path)
+    inner = [m for m in module.modules() if isinstance(m, fsdp)] if fsdp is not None else []
+    gathered = []
     try:
         for m in ancestors:
             m.unshard()  # type: ignore[operator]
-            done.append(m)
+            gathered.append(m)
         yield
     finally:
-        for m in reversed(done):
+        for m in [*reversed(inner), *reversed(gathered)]:
             m.reshard()  # type: ignore[operator]
 
 
@@ -155,7 +172,7 @@ class ModelReader:
         module = self.bind(root, rank=self.rank, world_size=self.world_size)
         device = module_device(module)
         if self.plan is not None:
-            with unsharded(fsdp2_ancestors(root, self.model_path)), isolated_eval(module):
+            with fsdp2_gathered(root, self.model_path), isolated_eval(module):
                 local = self.plan.run(self._forward, device)
         if self.world_size == 1:
             return local

@@ -25,7 +25,7 @@ from probes.collapse import (
 from probes.engine import isolated_eval, tokenize_pairs
 from probes.formats import Format, FormatSpec, LabelSpace, as_format_spec
 from probes.functional.entropy import distribution_summary
-from probes.model_reader import Gather, ModelReader, fsdp2_ancestors, unsharded
+from probes.model_reader import Gather, ModelReader, fsdp2_gathered
 from probes.sampling import SamplerConfig, sample_texts
 from probes.specs import ProbePair, ProbeSet
 
@@ -567,7 +567,7 @@ class FormatProbe(ProbeCallback):
 
     def _read_sampled(self, module: nn.Module) -> FormatTally:
         lm = resolve_module(module, self.model_path)
-        with unsharded(fsdp2_ancestors(module, self.model_path)):  # FSDP2: every rank samples the same
+        with fsdp2_gathered(module, self.model_path):  # FSDP2: every rank samples the same prompts
             if self.generate_fn is not None:
                 with isolated_eval(lm):
                     per_prompt = self.generate_fn(lm, list(self.prompts))
