@@ -113,7 +113,7 @@ def sft_example(rng: random.Random) -> tuple[str, str]:
 
 
 def held_out(seen: set[str], n: int, seed: int) -> list[tuple[str, bool]]:
-    """``n`` reviews (half positive) that never occur in the SFT data."""
+    """``n`` reviews (half positive) that are not in ``seen`` (the training data)."""
     rng, out = random.Random(seed), []
     while len(out) < n:
         positive = len(out) % 2 == 0
@@ -263,14 +263,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     pl.seed_everything(args.seed, verbose=False)
 
     # Data: plain review text to pretrain on, SFT pairs, a BPE tokenizer trained on all of it, and
-    # held-out reviews (never in the SFT data) for the probes.
+    # held-out reviews (in neither) for the probes.
     rng = random.Random(args.seed)
     batch = 16
     plain = [("", pretraining_text(rng)) for _ in range(pretrain_steps * batch)]
     pairs = [sft_example(rng) for _ in range(steps * batch)]
     tok = train_tokenizer([t for _, t in plain] + [p + a for p, a in pairs], vocab_size=400)
     pad = tok.token_to_id(PAD)
-    seen = {p.split("review: ", 1)[1].rsplit(" ", 1)[0] for p, _ in pairs}
+    seen = {t.split(",", 1)[0] for _, t in plain} | {p.split("review: ", 1)[1].rsplit(" ", 1)[0] for p, _ in pairs}
     test = held_out(seen, 16, seed=args.seed + 1)
     sentiment_prompts = [f"review: {t} sentiment:" for t, _ in test]
     rating_prompts = [f"review: {t} rating:" for t, _ in test]
