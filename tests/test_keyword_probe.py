@@ -128,3 +128,12 @@ def test_probe_pickles_after_reading(tiny_gpt):
     before = probe.read(tiny_gpt).logp_seq
     clone = pickle.loads(pickle.dumps(probe))  # e.g. ddp_spawn pickles callbacks
     assert torch.equal(clone.read(tiny_gpt).logp_seq, before)
+
+
+def test_final_reading_carries_the_epoch_of_its_weights():
+    probe = KeywordProbe(fact_pairs(1), ByteTokenizer(), model="model")
+    pl.seed_everything(0)
+    trainer = fast_trainer([probe], max_epochs=2)
+    trainer.fit(TinyLM(CFG), corpus_loader(n_windows=24, batch_size=8, block_size=32))  # 3 batches per epoch
+    assert trainer.current_epoch == 2  # Lightning counts completed epochs at the end
+    assert [(r.step, r.epoch) for r in probe.history] == [(0, 0), (1, 0), (2, 0), (3, 1), (4, 1), (5, 1), (6, 1)]

@@ -59,6 +59,9 @@ class CollapseCriterion:
         eps: normalized-entropy threshold in ``[0, 1)``: a record meets the criterion when the
             normalized entropy is ``<= eps``. None disables this test.
         patience: consecutive qualifying records (same dominant format) before collapse is declared.
+        min_classified: a record whose classified share (``1 - unclassified``) is below this is
+            no evidence either way (the state is unchanged): when nearly every output is "other",
+            the shares among the few classified ones say nothing about a collapse.
 
     Raises:
         ValueError: both thresholds None, a threshold out of range, or ``patience < 1``.
@@ -71,6 +74,7 @@ class CollapseCriterion:
     tau: Optional[float] = 0.9
     eps: Optional[float] = None
     patience: int = 3
+    min_classified: float = 0.05
 
     def __post_init__(self) -> None:
         if self.tau is None and self.eps is None:
@@ -83,6 +87,8 @@ class CollapseCriterion:
             )
         if not isinstance(self.patience, int) or isinstance(self.patience, bool) or self.patience < 1:
             raise ValueError(f"Expected `patience` to be a positive int, got {self.patience!r}.")
+        if not (_is_real(self.min_classified) and 0.0 <= self.min_classified < 1.0):
+            raise ValueError(f"Expected `min_classified` in [0, 1), got {self.min_classified!r}. E.g. 0.05.")
 
     def describe(self) -> str:
         """The thresholds in words, e.g. ``"dominant share >= tau=0.9 for patience=3 records"``."""

@@ -85,9 +85,10 @@ def test_plain_mode_off_a_terminal_prints_periodic_lines_without_escape_codes() 
     assert ESC not in text
     lines = text.splitlines()
     # at global step 2 the readings of steps 0 and 1 exist, at step 4 those of 0..3; the end adds step 5
-    # (read in on_train_end, when Lightning already counts epoch 1)
+    # (read in on_train_end; it carries epoch 0, the epoch whose updates made those weights, although
+    # Lightning already counts one completed epoch there)
     h = probe.history
-    assert [(r.step, r.epoch) for r in h] == [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 1)]
+    assert [(r.step, r.epoch) for r in h] == [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]
     names = [pair.name for pair in probe.probe_set.pairs]
     assert lines == [expected_line(h[:2], names, 2), expected_line(h[:4], names, 4), expected_line(h, names, 5)]
 
@@ -101,7 +102,7 @@ def test_plain_mode_under_a_rich_bar_off_a_terminal(global_console: None) -> Non
     assert ESC not in text
     assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("probes")] == [
         "probes step 3 epoch 0 steps/s — elapsed 0:00:00",
-        "probes step 4 epoch 1 steps/s — elapsed 0:00:00",
+        "probes step 4 epoch 0 steps/s — elapsed 0:00:00",
     ]
     assert "Epoch 0" in text  # the bar's final frame
 

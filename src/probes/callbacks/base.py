@@ -119,6 +119,16 @@ class ProbeCallback(Callback):
                 )
 
     @staticmethod
+    def reading_epoch(trainer: pl.Trainer) -> int:
+        """The epoch of the weights being read: the last epoch that started.
+
+        ``trainer.current_epoch`` counts *completed* epochs, so at ``on_train_end`` after a full
+        epoch it is already one ahead of the epoch whose updates produced the final weights.
+        """
+        started = trainer.fit_loop.epoch_progress.current.started
+        return max(0, started - 1) if started else trainer.current_epoch
+
+    @staticmethod
     def gather_fn(trainer: pl.Trainer):  # type: ignore[no-untyped-def]
         """``tensor -> [world_size, *shape]`` through the trainer's strategy (all ranks must call)."""
         return lambda t: trainer.strategy.all_gather(t)

@@ -308,7 +308,7 @@ class BenchmarkProbe(ProbeCallback):
         self.emit(
             step,
             {**reading.tensors(), "end_of_stage": torch.tensor(end, device=device)},
-            epoch=trainer.current_epoch,
+            epoch=self.reading_epoch(trainer),
         )
         if not end and self.log_scalars and trainer.loggers:
             prefix = f"probes/{self.source}"

@@ -662,7 +662,7 @@ class FormatProbe(ProbeCallback):
         tensors["collapsed"] = torch.tensor(collapsed, device=tensors["dist"].device)
         self._last_step = step
         self._n_records += 1
-        self.emit(step, tensors, epoch=trainer.current_epoch)
+        self.emit(step, tensors, epoch=self.reading_epoch(trainer))
         if log and self.log_scalars and trainer.loggers:
             prefix = f"probes/{self.source}"
             for key in ("norm_entropy", "dominant_share", "unclassified"):
@@ -671,10 +671,17 @@ class FormatProbe(ProbeCallback):
     def _update_collapse(self, trainer: pl.Trainer, tensors: Mapping[str, torch.Tensor], step: int) -> bool:
         if self.criterion is None:
             return False
-        share, norm_h, dominant = torch.stack(
-            [tensors["dominant_share"].double(), tensors["norm_entropy"].double(), tensors["dominant"].double()]
+        share, norm_h, dominant, unclassified = torch.stack(
+            [
+                tensors["dominant_share"].double(),
+                tensors["norm_entropy"].double(),
+                tensors["dominant"].double(),
+                tensors["unclassified"].double(),
+            ]
         ).tolist()  # one host transfer per record: acting on the decision needs it
         local = collapse_condition(share, norm_h, self.criterion)
+        if not self.include_other and not 1.0 - unclassified >= self.criterion.min_classified:
+            local = None  # almost everything is "other": no evidence either way
         # every rank calls both collectives, never inside rank-zero-only code
         evidence = trainer.strategy.reduce_boolean_decision(local is not None, all=False)
         met = trainer.strategy.reduce_boolean_decision(bool(local), all=False)

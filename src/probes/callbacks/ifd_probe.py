@@ -380,7 +380,7 @@ class IFDProbe(ProbeCallback):
         reading = self.read(pl_module, gather=self.gather_fn(trainer))
         self._last_step = step
         self._n_readings += 1
-        self.emit(step, reading.tensors(), epoch=trainer.current_epoch)
+        self.emit(step, reading.tensors(), epoch=self.reading_epoch(trainer))
         if log and self.log_scalars and trainer.loggers:
             prefix = f"probes/{self.source}"
             mean_log10 = reading.ifd.log().mean() / math.log(10)

@@ -144,7 +144,7 @@ class KeywordProbe(ProbeCallback):
                 "logp_seq": scores.logp_seq,
                 "rank": scores.rank,
             },
-            epoch=trainer.current_epoch,
+            epoch=self.reading_epoch(trainer),
         )
         if log and self.log_scalars and trainer.loggers:
             prefix = f"probes/{self.source}"

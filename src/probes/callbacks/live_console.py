@@ -182,7 +182,7 @@ class LiveConsole(Callback):
     def _progress(self, trainer: pl.Trainer) -> None:
         if not self._active:
             return
-        self.dashboard.update_progress(trainer.global_step, trainer.current_epoch)
+        self.dashboard.update_progress(trainer.global_step, ProbeCallback.reading_epoch(trainer))
         if self._await_bar and live_stack(get_console()):
             self._await_bar = False
             console = get_console()

@@ -344,7 +344,7 @@ class PrimingProbe(ProbeCallback):
         ordered = {name: tensors[name] for name in METRICS}
         self._last_step = step
         self._n_readings += 1
-        self.emit(step, ordered, epoch=trainer.current_epoch)
+        self.emit(step, ordered, epoch=self.reading_epoch(trainer))
         if log and self.log_scalars and trainer.loggers:
             prefix = f"probes/{self.source}"
             for metric in ("log10_s_mem", "log10_s_prime"):

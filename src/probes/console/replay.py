@@ -80,7 +80,7 @@ def replay(
     Example::
 
         run = probes.runlog.open_run("runs/demo")
-        replay(by_step(*(run.records(s) for s in run.sources)), run.describes, speed=50)
+        replay(run.records(), {s: run.describe(s) for s in run.sources()}, speed=50)
     """
     if not (isinstance(speed, (int, float)) and not isinstance(speed, bool) and speed > 0):
         raise ValueError(
