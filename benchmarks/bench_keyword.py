@@ -112,7 +112,7 @@ def run(quick: bool = False) -> dict[str, float]:
     tokenized = [(list(it.context), list(it.target)) for it in probe.items]
     model = module.model.eval()
     naive_ts, probe_ts = [], []
-    for _ in range(2 if quick else 4):
+    for _ in range(1 if quick else 2):
         t0 = time.perf_counter()
         naive_pass(model, tokenized)  # "before" reading
         naive_pass(model, tokenized)  # separate "after" reading
