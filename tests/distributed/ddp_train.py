@@ -33,6 +33,7 @@ import signal
 import sys
 import time
 import warnings
+import zlib
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -266,6 +267,20 @@ class Dump(pl.Callback):
         torch.save(weights, self.out / f"weights_rank{trainer.global_rank}.pt")
 
 
+class SameJob(pl.Callback):
+    """Fails fast if a rank of another job joined this process group (a port race): every rank
+    all-gathers a hash of the launcher's job id and compares."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size == 1:
+            return
+        job = os.environ.get("PROBES_JOB_ID", "")
+        token = torch.tensor([zlib.crc32(job.encode())], dtype=torch.int64)
+        seen = trainer.strategy.all_gather(token).reshape(-1).tolist()
+        if len(set(seen)) != 1:
+            raise RuntimeError(f"ranks of different launches share one process group (job ids {seen})")
+
+
 class MismatchedCollective(pl.Callback):
     """The bug the hang guard must catch: rank 0 alone calls an all-gather at one step."""
 
@@ -285,6 +300,7 @@ class KillAt(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         if trainer.global_step >= self.step:
+            trainer.strategy.barrier()  # every rank is here: none dies inside a collective of another
             sys.stdout.flush()
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -374,7 +390,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     data = RowData(args.epoch_steps * per_step, args.batch, world, split=args.accumulate)
 
     probes = [] if args.no_probes else make_probes(every_n_steps=args.every_n_steps)
-    callbacks: list[Any] = [*probes, RunLog(args.out / "log", flush_every_n=args.flush_every_n, background=False)]
+    callbacks: list[Any] = [SameJob(), *probes]
+    callbacks.append(RunLog(args.out / "log", flush_every_n=args.flush_every_n, background=False))
     expectations = None
     if probes:  # decided on every rank with reduce_boolean_decision after every batch
         expectations = ProbeExpectations(
@@ -396,6 +413,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     if args.kill_at >= 0:
         callbacks.append(KillAt(args.kill_at))
+    if args.devices > 1:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from launch import rendezvous  # the port, agreed just before rank 0 binds it
+
+        rendezvous()
     trainer = build_trainer(args, callbacks, accumulate=world if args.accumulate else 1)
     t0 = time.perf_counter()
     if args.strategy.startswith("fsdp2"):

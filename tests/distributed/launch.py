@@ -5,6 +5,13 @@ Each process gets ``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``, ``
 (which would import Lightning in the children only after the parent has, doubling the start-up
 time). All processes start at once, in a new session of their own.
 
+Port races: a port found free here stays unbound until rank 0 creates its store, seconds later
+(imports), and other jobs on the machine may take it meanwhile; a rank of one job joining another
+job's store mixes their collectives. So each launch also passes ``PROBES_PORT_FILE`` and
+``PROBES_JOB_ID``: a cooperating script calls :func:`rendezvous` right before training, which lets
+rank 0 pick the port then (milliseconds before binding it) and hands it to the other ranks through
+that file; the script can then check that every rank of its group carries the same job id.
+
 The guard: the launch fails, never hangs. As soon as one process exits with an error the others
 are killed (a peer stuck in a collective would otherwise wait for the torch.distributed timeout),
 and when ``timeout`` seconds pass the whole session is SIGKILLed and the result says it timed out.
@@ -25,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["LaunchResult", "free_port", "launch"]
+__all__ = ["LaunchResult", "free_port", "launch", "rendezvous"]
 
 
 def free_port() -> int:
@@ -33,6 +40,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def rendezvous(timeout: float = 120.0) -> None:
+    """Inside a launched rank: agree on ``MASTER_PORT`` through ``PROBES_PORT_FILE`` (rank 0 picks a
+    free port now and writes it; the others wait for it). Does nothing outside :func:`launch`.
+
+    Raises:
+        TimeoutError: rank 0 did not publish a port within ``timeout`` seconds.
+    """
+    path = os.environ.get("PROBES_PORT_FILE")
+    if not path:
+        return
+    if os.environ.get("RANK", "0") == "0":
+        tmp = f"{path}.tmp"
+        Path(tmp).write_text(str(free_port()))
+        os.replace(tmp, path)  # atomic: readers never see a partial number
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank {os.environ.get('RANK')}: no port in {path} after {timeout} s")
+        time.sleep(0.01)
+    os.environ["MASTER_PORT"] = Path(path).read_text()
 
 
 @dataclass
@@ -119,6 +148,7 @@ def launch(
     if not timeout > 0:
         raise ValueError(f"Expected a positive `timeout` in seconds, got {timeout!r}.")
     port = free_port()
+    rdzv = tempfile.TemporaryDirectory(prefix="probes-launch-")
     base = dict(os.environ)
     base.setdefault("OMP_NUM_THREADS", "1")
     base["PYTHONUNBUFFERED"] = "1"
@@ -137,6 +167,8 @@ def launch(
                     RANK=str(rank),
                     LOCAL_RANK=str(rank),
                     NODE_RANK="0",
+                    PROBES_PORT_FILE=os.path.join(rdzv.name, "port"),
+                    PROBES_JOB_ID=os.path.basename(rdzv.name),
                 )
             procs.append(
                 subprocess.Popen(
@@ -153,13 +185,13 @@ def launch(
         failed_at = 0.0
         while True:
             codes = [p.poll() for p in procs]
-            if all(c is not None for c in codes):
-                break
             now = time.monotonic()
             if first_failure is None:
                 bad = [r for r, c in enumerate(codes) if c not in (None, 0)]
                 if bad:
                     first_failure, failed_at = bad[0], now
+            if all(c is not None for c in codes):
+                break
             if first_failure is not None and now - failed_at >= grace:
                 break
             if now - start >= timeout:
@@ -173,6 +205,7 @@ def launch(
                 _kill_session(p)
                 killed.add(r)
             p.wait()
+        rdzv.cleanup()
     seconds = time.monotonic() - start
     outputs = []
     for f in logs:

@@ -60,7 +60,9 @@ def test_resume_after_sigkill_ddp(tmp_path, ddp_run):
     out = tmp_path / "run"
     base = ["--out", str(out), "--devices", "2", *COMMON]
     killed = launch(SCRIPT, [*base, *KILL], nprocs=2, timeout=LAUNCH_TIMEOUT)
-    assert killed.returncodes[0] == -signal.SIGKILL and not killed.timed_out, killed.describe()
+    # every rank SIGKILLs itself (the launcher may reap a rank before or after noticing the other)
+    assert -signal.SIGKILL in killed.returncodes and not killed.timed_out, killed.describe()
+    assert set(killed.returncodes) <= {-signal.SIGKILL, None}, killed.describe()
     launch(SCRIPT, [*base, "--resume", str(out / "ckpt" / "step20.ckpt")], nprocs=2, timeout=LAUNCH_TIMEOUT).check()
     check_resumed(out, ddp_run[0])
 
