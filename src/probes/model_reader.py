@@ -4,7 +4,6 @@ shares. Optionally sharded across data-parallel ranks. No Lightning import here.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal, Optional
@@ -15,7 +14,7 @@ from torch import nn
 from probes.adapters import LogitsFn, infer_max_positions, infer_vocab_size, make_logits_fn, resolve_module
 from probes.engine import ItemScores, ScoringPlan, TokenizedItem, isolated_eval
 
-__all__ = ["Gather", "ModelReader", "fsdp2_ancestors", "fsdp2_gathered", "module_device"]
+__all__ = ["Gather", "ModelReader", "fsdp2_ancestors", "fsdp2_gathered", "module_device", "shard_items"]
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
 """All-gather across ranks: a tensor of the same shape on every rank -> ``[world_size, *shape]``."""
@@ -85,14 +84,44 @@ def module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def shard_items(items: Sequence[TokenizedItem], world_size: int) -> list[list[int]]:
+    """Item indices each of ``world_size`` ranks scores (ascending within a rank).
+
+    Items with the same context stay on one rank: their rows share it (one forward row serves
+    every single-token keyword of a context, and the scoring plan drops rows that are prefixes of
+    others), so splitting them would make every rank run that context. Context groups go, most
+    tokens first, to the rank with the fewest tokens so far. Deterministic: every rank computes the
+    same assignment from the items alone.
+    """
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault(tuple(it.context), []).append(i)
+
+    def cost(context: tuple[int, ...], members: list[int]) -> int:
+        # padded tokens of the rows this group needs: continuations that are prefixes of another are free
+        tails = sorted({tuple(items[i].target[:-1]) for i in members})
+        kept = [t for t, nxt in zip(tails, [*tails[1:], None]) if nxt is None or nxt[: len(t)] != t]
+        return sum(len(context) + len(t) for t in kept)
+
+    order = sorted(groups.items(), key=lambda kv: (-cost(*kv), kv[1][0]))
+    load = [0] * world_size
+    assign: list[list[int]] = [[] for _ in range(world_size)]
+    for context, members in order:
+        r = min(range(world_size), key=lambda q: (load[q], q))
+        load[r] += cost(context, members)
+        assign[r].extend(members)
+    return [sorted(a) for a in assign]
+
+
 class ModelReader:
     """Resolves the language model inside a (Lightning) module, infers its vocabulary and maximum
     length, builds the :class:`~probes.engine.ScoringPlan` once, and runs it in isolation.
 
-    With ``world_size > 1`` (set by :meth:`bind`) each rank scores items ``rank, rank + W, ...``
-    and :meth:`read` all-gathers the shards (one collective per reading) and re-interleaves them,
-    so every rank returns the scores of all items in their original order. Every rank must call
-    :meth:`read` the same number of times.
+    With ``world_size > 1`` (set by :meth:`bind`) each rank scores its share of the items
+    (:func:`shard_items`: whole context groups, balanced by tokens) and :meth:`read` all-gathers the
+    shares (one collective per reading) and puts them back in order, so every rank returns the
+    scores of all items in their original order. Every rank must call :meth:`read` the same number
+    of times.
     """
 
     def __init__(
@@ -118,6 +147,9 @@ class ModelReader:
         self.world_size = 1
         self._bound: Optional[nn.Module] = None
         self._key: tuple[int, int] = (0, 1)
+        self._order = torch.arange(len(self.items))  # item positions in the gathered slices
+        self._src = torch.arange(len(self.items))
+        self._per_rank = len(self.items)
 
     def __getstate__(self) -> dict[str, object]:
         # the bound module, its forward closure and the plan are rebuilt by the next `bind`, so a
@@ -142,7 +174,12 @@ class ModelReader:
                 truncation=self.truncation,
                 token_budget=self.token_budget,
             )
-            shard = self.items[rank::world_size]
+            assign = shard_items(self.items, world_size)
+            shard = [self.items[i] for i in assign[rank]]
+            self._order = torch.tensor([i for a in assign for i in a], dtype=torch.long)
+            per_rank = max(len(a) for a in assign)
+            self._src = torch.tensor([r * per_rank + j for r, a in enumerate(assign) for j in range(len(a))])
+            self._per_rank = per_rank
             if world_size == 1:
                 self.plan = full
             elif shard:
@@ -178,16 +215,16 @@ class ModelReader:
             return local
         if gather is None:
             raise ValueError("This reader is sharded across ranks; pass `gather=` (e.g. strategy.all_gather).")
-        n, w = len(self.items), self.world_size
-        per_rank = math.ceil(n / w)
+        n, w, per_rank = len(self.items), self.world_size, self._per_rank
         packed = torch.full((3, per_rank), float("nan"), dtype=torch.float64, device=device)
         if self.plan is not None:
             k = len(self.plan.items)
             packed[0, :k] = local.logp_first.double()
             packed[1, :k] = local.logp_seq.double()
             packed[2, :k] = local.rank.double()  # exact: ranks are far below 2**53
-        gathered = gather(packed)  # [W, 3, per_rank]; item i lives at [i % W, :, i // W]
-        flat = gathered.permute(1, 2, 0).reshape(3, per_rank * w)[:, :n]
+        gathered = gather(packed)  # [W, 3, per_rank]: rank r's j-th item is item assign[r][j]
+        flat = torch.empty(3, n, dtype=torch.float64, device=device)
+        flat[:, self._order.to(device)] = gathered.permute(1, 0, 2).reshape(3, w * per_rank)[:, self._src.to(device)]
         return ItemScores(
             logp_first=flat[0].float(),
             logp_seq=flat[1].float(),
