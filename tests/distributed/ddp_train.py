@@ -230,6 +230,9 @@ def make_probes(*, every_n_steps: int = 1) -> list[Any]:
             tokenizer=tok,
             model="model",
             every_n_steps=every_n_steps,
+            # most probability mass is on neither prefix: measured against it, the set collapses to
+            # "other" at once, so the agreed collapse decision of a scored probe is exercised too
+            include_other=True,
             collapse=CollapseCriterion(tau=0.9, patience=2),
             log_scalars=False,
         ),
