@@ -8,6 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from probes.records import Record, RecordSink
 
@@ -150,3 +151,56 @@ class ProbeCallback(Callback):
                     " records would be mixed in one source. Give each probe a different `name=`."
                 )
         return probes
+
+
+class ScheduledProbe(ProbeCallback):
+    """A probe that reads in ``on_before_optimizer_step`` every ``every_n_steps`` optimizer steps
+    (once per step, also with several optimizers) and once more in ``on_train_end``.
+
+    Subclasses implement :meth:`scheduled_reading` and call :meth:`mark_read` when they read; the
+    step counters are checkpointed by :meth:`state_dict` (extend it with ``{**super().state_dict(),
+    ...}``), with ``STATE_VERSION`` as the version key.
+    """
+
+    STATE_VERSION = 1
+
+    def __init__(self, source: str, every_n_steps: int) -> None:
+        super().__init__(source)
+        if not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 1:
+            raise ValueError(f"Expected `every_n_steps` to be a positive int, got {every_n_steps!r}.")
+        self.every_n_steps = every_n_steps
+        self._last_step = -1
+        self._n_readings = 0
+
+    def scheduled_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, final: bool) -> None:
+        """Take one reading; ``final`` is True for the one in ``on_train_end``."""
+        raise NotImplementedError
+
+    def mark_read(self, step: int) -> None:
+        self._last_step = step
+        self._n_readings += 1
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        step = trainer.global_step
+        if step == self._last_step or step % self.every_n_steps != 0:
+            return
+        self.scheduled_reading(trainer, pl_module, final=False)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step != self._last_step:
+            self.scheduled_reading(trainer, pl_module, final=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": self.STATE_VERSION, "last_step": self._last_step, "n_readings": self._n_readings}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        version = state_dict.get("version", 0)
+        if version > self.STATE_VERSION:
+            rank_zero_warn(
+                f"{self.state_key}: checkpoint state version {version} is newer than this library's"
+                f" {self.STATE_VERSION}."
+            )
+        self._last_step = int(state_dict.get("last_step", -1))
+        self._n_readings = int(state_dict.get("n_readings", 0))

@@ -14,7 +14,7 @@ from typing_extensions import override
 
 from probes.adapters import LogitsFn, as_encoder
 from probes.benchmarks_spec import Benchmark, BenchmarkSuite, as_suite
-from probes.callbacks.base import ProbeCallback
+from probes.callbacks.base import ScheduledProbe
 from probes.engine import TokenizedItem, tokenize_pairs
 from probes.functional.calibration import (
     CONFIDENCE_MODES,
@@ -27,7 +27,6 @@ from probes.specs import ProbePair, ProbeSet
 
 __all__ = ["BenchmarkProbe", "BenchmarkReading"]
 
-_STATE_VERSION = 1
 LENGTH_NORMS = ("none", "token")
 
 
@@ -96,7 +95,7 @@ def _tokenize_suite(
     return items, item_q, item_k
 
 
-class BenchmarkProbe(ProbeCallback):
+class BenchmarkProbe(ScheduledProbe):
     """Scores small multiple-choice / cloze benchmarks every ``every_n_steps`` optimizer steps and
     when training ends, in one batched no-grad pass over every option of every question.
 
@@ -172,9 +171,7 @@ class BenchmarkProbe(ProbeCallback):
         token_budget: int = 16384,
         log_scalars: bool = True,
     ) -> None:
-        super().__init__(name)
-        if not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 1:
-            raise ValueError(f"Expected `every_n_steps` to be a positive int, got {every_n_steps!r}.")
+        super().__init__(name, every_n_steps)
         if confidence not in CONFIDENCE_MODES:
             raise ValueError(
                 f"Expected `confidence` to be 'chosen' (probability of the chosen option) or 'correct'"
@@ -191,7 +188,6 @@ class BenchmarkProbe(ProbeCallback):
             raise ValueError(f"Expected `stage` to be a string such as 'pretrain' or 'sft', got {stage!r}.")
         self.suite = as_suite(benchmarks)
         self.stage = stage
-        self.every_n_steps = every_n_steps
         self.confidence = confidence
         self.length_norm = length_norm
         self.n_bins = n_bins
@@ -216,8 +212,6 @@ class BenchmarkProbe(ProbeCallback):
         self._answer = torch.tensor([q.answer for q in questions], dtype=torch.long)
         self._q_bench = torch.tensor([i for i, b in enumerate(self.suite) for _ in b.questions], dtype=torch.long)
         self._device_cache: dict[torch.device, tuple[torch.Tensor, ...]] = {}
-        self._last_step = -1
-        self._n_readings = 0
 
     @override
     def describe(self) -> Mapping[str, Any]:
@@ -302,8 +296,7 @@ class BenchmarkProbe(ProbeCallback):
     def take_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, end: bool) -> BenchmarkReading:
         step = trainer.global_step
         reading = self.read(pl_module, gather=self.gather_fn(trainer))
-        self._last_step = step
-        self._n_readings += 1
+        self.mark_read(step)
         device = reading.accuracy.device
         self.emit(
             step,
@@ -318,37 +311,16 @@ class BenchmarkProbe(ProbeCallback):
         return reading
 
     @override
-    def on_before_optimizer_step(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
-    ) -> None:
-        step = trainer.global_step
-        if step == self._last_step or step % self.every_n_steps != 0:
-            return
-        self.take_reading(trainer, pl_module, end=False)
-
-    @override
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step != self._last_step:
-            self.take_reading(trainer, pl_module, end=True)
+    def scheduled_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, final: bool) -> None:
+        self.take_reading(trainer, pl_module, end=final)
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "version": _STATE_VERSION,
-            "last_step": self._last_step,
-            "n_readings": self._n_readings,
-            "stage": self.stage,
-        }
+        return {**super().state_dict(), "stage": self.stage}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        version = state_dict.get("version", 0)
-        if version > _STATE_VERSION:
-            rank_zero_warn(
-                f"{self.state_key}: checkpoint state version {version} is newer than this library's {_STATE_VERSION}."
-            )
-        self._last_step = int(state_dict.get("last_step", -1))
-        self._n_readings = int(state_dict.get("n_readings", 0))
+        super().load_state_dict(state_dict)
         saved_stage = state_dict.get("stage", self.stage)
         if saved_stage != self.stage:
             rank_zero_warn(

@@ -29,19 +29,16 @@ from typing import Any, Literal, Optional, Union
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 from typing_extensions import override
 
 from probes.adapters import Encoder, LogitsFn, as_encoder
-from probes.callbacks.base import ProbeCallback
+from probes.callbacks.base import ScheduledProbe
 from probes.engine import TokenizedItem, split_at_boundary
 from probes.model_reader import Gather, ModelReader
 from probes.specs import TextOrIds
 
 __all__ = ["IFDProbe", "IFDReading", "IFDSample"]
-
-_STATE_VERSION = 1
 
 
 def _text_or_ids(value: object, what: str, sample: str) -> TextOrIds:
@@ -174,7 +171,7 @@ class IFDReading:
         return out
 
 
-class IFDProbe(ProbeCallback):
+class IFDProbe(ScheduledProbe):
     """Records IFD and r-IFD of every SFT sample every ``every_n_steps`` optimizer steps and when
     training ends, in one batched no-grad pass (see the module docstring for the definitions).
 
@@ -235,9 +232,7 @@ class IFDProbe(ProbeCallback):
         token_budget: int = 16384,
         log_scalars: bool = True,
     ) -> None:
-        super().__init__(name)
-        if not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 1:
-            raise ValueError(f"Expected `every_n_steps` to be a positive int, got {every_n_steps!r}.")
+        super().__init__(name, every_n_steps)
         if not isinstance(separator, str):
             raise ValueError(f"Expected `separator` to be a string, got {separator!r}.")
         if not isinstance(reverse_template, str) or "{answer}" not in reverse_template:
@@ -254,7 +249,6 @@ class IFDProbe(ProbeCallback):
         self.samples = _as_samples(samples)
         encode = as_encoder(tokenizer)
         self.start = self._start_ids(bos_id, prefix, encode)
-        self.every_n_steps = every_n_steps
         self.separator = separator
         self.reverse = bool(reverse)
         self.reverse_template = reverse_template
@@ -269,8 +263,6 @@ class IFDProbe(ProbeCallback):
             truncation=truncation,
             token_budget=token_budget,
         )
-        self._last_step = -1
-        self._n_readings = 0
 
     @staticmethod
     def _start_ids(
@@ -378,8 +370,7 @@ class IFDProbe(ProbeCallback):
     def take_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, log: bool) -> IFDReading:
         step = trainer.global_step
         reading = self.read(pl_module, gather=self.gather_fn(trainer))
-        self._last_step = step
-        self._n_readings += 1
+        self.mark_read(step)
         self.emit(step, reading.tensors(), epoch=self.reading_epoch(trainer))
         if log and self.log_scalars and trainer.loggers:
             prefix = f"probes/{self.source}"
@@ -390,29 +381,5 @@ class IFDProbe(ProbeCallback):
         return reading
 
     @override
-    def on_before_optimizer_step(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
-    ) -> None:
-        step = trainer.global_step
-        if step == self._last_step or step % self.every_n_steps != 0:
-            return
-        self.take_reading(trainer, pl_module, log=True)
-
-    @override
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step != self._last_step:
-            self.take_reading(trainer, pl_module, log=False)
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {"version": _STATE_VERSION, "last_step": self._last_step, "n_readings": self._n_readings}
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        version = state_dict.get("version", 0)
-        if version > _STATE_VERSION:
-            rank_zero_warn(
-                f"{self.state_key}: checkpoint state version {version} is newer than this library's {_STATE_VERSION}."
-            )
-        self._last_step = int(state_dict.get("last_step", -1))
-        self._n_readings = int(state_dict.get("n_readings", 0))
+    def scheduled_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, final: bool) -> None:
+        self.take_reading(trainer, pl_module, log=not final)

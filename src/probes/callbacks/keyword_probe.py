@@ -7,23 +7,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Optional, Union
 
 import lightning.pytorch as pl
-import torch
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 from typing_extensions import override
 
 from probes.adapters import LogitsFn, as_encoder
-from probes.callbacks.base import ProbeCallback
+from probes.callbacks.base import ScheduledProbe
 from probes.engine import ItemScores, tokenize_pairs
 from probes.model_reader import ModelReader
 from probes.specs import ProbePair, ProbeSet
 
 __all__ = ["KeywordProbe", "ModelReader"]
 
-_STATE_VERSION = 1
 
-
-class KeywordProbe(ProbeCallback):
+class KeywordProbe(ScheduledProbe):
     """Records P(keyword | context) for every probe pair with the weights *before* each update.
 
     The reading in ``on_before_optimizer_step`` while ``trainer.global_step == t`` is recorded as
@@ -84,9 +80,7 @@ class KeywordProbe(ProbeCallback):
         log_scalars: bool = True,
         threshold: float = 1e-3,
     ) -> None:
-        super().__init__(name)
-        if not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 1:
-            raise ValueError(f"Expected `every_n_steps` to be a positive int, got {every_n_steps!r}.")
+        super().__init__(name, every_n_steps)
         if not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
             raise ValueError(f"Expected `threshold` in (0, 1), got {threshold!r}.")
         self.probe_set = pairs if isinstance(pairs, ProbeSet) else ProbeSet(pairs, separator=separator)
@@ -100,11 +94,8 @@ class KeywordProbe(ProbeCallback):
             truncation=truncation,
             token_budget=token_budget,
         )
-        self.every_n_steps = every_n_steps
         self.log_scalars = log_scalars
         self.threshold = float(threshold)
-        self._last_step = -1
-        self._n_readings = 0
 
     @override
     def describe(self) -> Mapping[str, Any]:
@@ -134,8 +125,7 @@ class KeywordProbe(ProbeCallback):
     def take_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, log: bool) -> None:
         step = trainer.global_step
         scores = self.reader.read(pl_module, gather=self.gather_fn(trainer))
-        self._last_step = step
-        self._n_readings += 1
+        self.mark_read(step)
         self.emit(
             step,
             {
@@ -165,29 +155,5 @@ class KeywordProbe(ProbeCallback):
             )
 
     @override
-    def on_before_optimizer_step(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
-    ) -> None:
-        step = trainer.global_step
-        if step == self._last_step or step % self.every_n_steps != 0:
-            return
-        self.take_reading(trainer, pl_module, log=True)
-
-    @override
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step != self._last_step:
-            self.take_reading(trainer, pl_module, log=False)
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {"version": _STATE_VERSION, "last_step": self._last_step, "n_readings": self._n_readings}
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        version = state_dict.get("version", 0)
-        if version > _STATE_VERSION:
-            rank_zero_warn(
-                f"{self.state_key}: checkpoint state version {version} is newer than this library's {_STATE_VERSION}."
-            )
-        self._last_step = int(state_dict.get("last_step", -1))
-        self._n_readings = int(state_dict.get("n_readings", 0))
+    def scheduled_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, final: bool) -> None:
+        self.take_reading(trainer, pl_module, log=not final)
