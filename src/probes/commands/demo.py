@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the embedded demo on the tiny reference LM (CPU, no downloads)")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps of the language model")
     p.add_argument("--quick", action="store_true", help="a short version (about 20 seconds)")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="directory for the run logs (default runs/demo)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="directory for the run logs (default: runs/demo-<date>-<time>)"
+    )
     p.add_argument("--no-live", action="store_true", help="plain output: no live display or progress bar")
     p.set_defaults(func=run)
 
@@ -26,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: --steps must be a positive integer, got {args.steps}", file=sys.stderr)
             return 2
         cfg.pretrain_steps = args.steps
-    cfg.out = args.out
+    cfg.out = args.out if args.out is not None else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     cfg.live = not args.no_live
     try:
         run_demo(cfg)
