@@ -287,6 +287,8 @@ def test_errors_and_exit_codes(real_run, capsys, tmp_path):
     assert rc == 2 and "--speed must be >= 0" in err
     rc, _, err = cli(capsys, "export", real_run[0], "--csv", tmp_path / "e", "--source", "nope")
     assert rc == 1 and "no source 'nope'" in err
+    rc, _, err = cli(capsys, "replay", real_run[0], "--speed", "0", "--source", "nope")
+    assert rc == 1 and "probes replay: error: no source 'nope'" in err
     empty = tmp_path / "empty"
     empty.mkdir()
     rc, _, err = cli(capsys, "summary", empty)

@@ -10,7 +10,7 @@ from typing import Any, Optional, TextIO
 
 import numpy as np
 
-from probes.runlog.cli_support import add_run_arguments, open_for_command
+from probes.runlog.cli_support import add_run_arguments, open_for_command, select_sources
 from probes.runlog.labels import element_labels
 from probes.runlog.reader import RunReader
 
@@ -42,11 +42,8 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     reader = open_for_command(args, "export")
     if reader is None:
         return 1
-    sources = args.source or reader.sources()
-    unknown = [s for s in sources if s not in reader.sources()]
-    if unknown:
-        msg = f"no source {unknown[0]!r} in {args.run}; it has {reader.sources()}"
-        print(f"probes export: error: {msg}", file=sys.stderr)
+    sources = select_sources(args, reader, "export")
+    if sources is None:
         return 1
     if args.csv.exists() and not args.csv.is_dir():
         print(f"probes export: error: --csv {args.csv} exists and is not a directory", file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Any, Optional, Protocol, TextIO
 import numpy as np
 
 from probes.records import Record
-from probes.runlog.cli_support import add_run_arguments, fmt_num, open_for_command
+from probes.runlog.cli_support import add_run_arguments, fmt_num, open_for_command, select_sources
 from probes.runlog.labels import format_names, kind_of
 
 __all__ = [
@@ -212,11 +212,8 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     reader = open_for_command(args, "replay")
     if reader is None:
         return 1
-    sources = args.source or reader.sources()
-    unknown = [s for s in sources if s not in reader.sources()]
-    if unknown:
-        msg = f"no source {unknown[0]!r} in {args.run}; it has {reader.sources()}"
-        print(f"probes replay: error: {msg}", file=sys.stderr)
+    sources = select_sources(args, reader, "replay")
+    if sources is None:
         return 1
     if not sources:
         print(f"probes replay: error: {args.run} holds no records", file=sys.stderr)

@@ -13,17 +13,18 @@ from typing import Any, Optional, TextIO
 from probes.runlog.errors import RunLogError, RunLogWarning
 from probes.runlog.reader import RunReader, open_run
 
-__all__ = ["add_run_arguments", "fmt_num", "open_for_command", "table"]
+__all__ = ["add_run_arguments", "fmt_num", "open_for_command", "select_sources", "table"]
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """``RUN``, ``--lenient`` and ``--timeline``, common to every reading subcommand."""
     parser.add_argument("run", metavar="RUN", type=Path, help="run directory written by RunLog / RunWriter")
+    parser.add_argument("--lenient", action="store_true", help="skip corrupt shards with a warning instead of failing")
     parser.add_argument(
-        "--lenient", action="store_true", help="skip corrupt shards with a warning instead of failing"
-    )
-    parser.add_argument(
-        "--timeline", type=int, default=None, metavar="N",
+        "--timeline",
+        type=int,
+        default=None,
+        metavar="N",
         help="view the lineage of timeline N (default: the newest), e.g. an abandoned branch",
     )
 
@@ -41,6 +42,21 @@ def open_for_command(args: argparse.Namespace, command: str, err: Optional[TextI
     except (RunLogError, ValueError, OSError) as e:
         print(f"probes {command}: error: {e}", file=err)
         return None
+
+
+def select_sources(
+    args: argparse.Namespace, reader: RunReader, command: str, err: Optional[TextIO] = None
+) -> Optional[list[str]]:
+    """The sources named by ``--source`` (default: all); on an unknown one print
+    ``probes COMMAND: error: ...`` naming what the run has, and return None."""
+    err = err if err is not None else sys.stderr
+    available = reader.sources()
+    sources = list(args.source or available)
+    unknown = [s for s in sources if s not in available]
+    if unknown:
+        print(f"probes {command}: error: no source {unknown[0]!r} in {args.run}; it has {available}", file=err)
+        return None
+    return sources
 
 
 def fmt_num(x: Any) -> str:
