@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from probes.records import Record
 from probes.runlog import (
     CorruptShardError,
+    InvalidRecordError,
     RunLogError,
     RunWriter,
     UnknownMetricError,
@@ -251,19 +252,18 @@ def test_bad_records_get_clear_errors(tmp_path):
     w = RunWriter(tmp_path, flush_every_n=100)
     with pytest.raises(ValueError, match=r"describe\(\) of source 'x' to be JSON-serialisable"):
         w.register_source("x", {"fn": object()})
-    with pytest.raises(ValueError, match="non-empty string without '/', got 'a/b'"):
+    with pytest.raises(ValueError, match="printable string without '/', got 'a/b'"):
         w.write(Record(0, "a/b", {"v": torch.tensor(1.0)}))
     w.write(Record(0, "x", {"v": torch.zeros(3)}))
     with pytest.raises(RunLogError, match=r"at step 1 has metrics \['w'\], but earlier records of this source have"):
         w.write(Record(1, "x", {"w": torch.zeros(3)}))
-    w.write(Record(1, "x", {"v": torch.zeros(4)}))
+    # refused at write(), before buffering: the flush never sees it
+    with pytest.raises(InvalidRecordError, match=r"x/v' at step 1 is float32\[4\] on cpu, but earlier records are f"):
+        w.write(Record(1, "x", {"v": torch.zeros(4)}))
     w.write(Record(2, "x", {"v": [1.0, 2.0, 3.0]}))  # converted: a list of floats is fine
-    with pytest.raises(RunLogError, match=r"x/v at step 1 is float32\[4\] on cpu, but earlier records are f"):
-        w.flush()
-    w.flush()  # the bad record was dropped, the good ones are written
-    w.write(Record(2, "c", {"z": torch.zeros(2, dtype=torch.complex64)}))
-    with pytest.raises(RunLogError, match=r"c/z has dtype torch.complex64, which the run log does not.*Dropped 1"):
-        w.flush()
+    with pytest.raises(ValueError, match=r"'c/z' at step 2 has dtype torch.complex64, which the run log does not"):
+        w.write(Record(2, "c", {"z": torch.zeros(2, dtype=torch.complex64)}))
+    w.flush()
     w.close()
     np.testing.assert_array_equal(open_run(tmp_path).read("x/v")[1], [[0, 0, 0], [1, 2, 3]])
     assert open_run(tmp_path).sources() == ["x"]
@@ -275,9 +275,8 @@ def test_dtype_change_between_flushes_is_named(tmp_path):
     with RunWriter(tmp_path, flush_every_n=100) as w:
         w.write(Record(0, "x", {"v": torch.zeros(2)}))
         w.flush()
-        w.write(Record(1, "x", {"v": torch.zeros(2, dtype=torch.float64)}))
-        with pytest.raises(RunLogError, match=r"x/v at step 1 is float64\[2\] on cpu, but earlier records are float32"):
-            w.flush()
+        with pytest.raises(InvalidRecordError, match=r"'x/v' at step 1 is float64\[2\] on cpu, but earlier records"):
+            w.write(Record(1, "x", {"v": torch.zeros(2, dtype=torch.float64)}))
 
 
 def test_reader_errors_name_the_problem(tmp_path):

@@ -4,7 +4,15 @@ Write with :class:`RunWriter` (or the :class:`probes.callbacks.run_log.RunLog` c
 with :func:`open_run`. The format is described in ``docs/runlog.md``.
 """
 
-from probes.runlog.errors import CorruptShardError, RunLogError, RunLogWarning, UnsupportedSchemaError
+from probes.runlog.errors import (
+    CorruptShardError,
+    InvalidRecordError,
+    RecordsLostError,
+    RunLogError,
+    RunLogWarning,
+    UnsafeEntryError,
+    UnsupportedSchemaError,
+)
 from probes.runlog.format import FORMAT_NAME, SCHEMA_VERSION
 from probes.runlog.lineage import Branch
 from probes.runlog.reader import RunReader, UnknownMetricError, open_run
@@ -15,12 +23,15 @@ __all__ = [
     "SCHEMA_VERSION",
     "Branch",
     "CorruptShardError",
+    "InvalidRecordError",
+    "RecordsLostError",
     "RunLogError",
     "RunLogWarning",
     "RunReader",
     "RunWriter",
     "ShardInfo",
     "UnknownMetricError",
+    "UnsafeEntryError",
     "UnsupportedSchemaError",
     "open_run",
 ]

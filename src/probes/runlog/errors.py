@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 from typing import Union
 
-__all__ = ["CorruptShardError", "RunLogError", "RunLogWarning", "UnsupportedSchemaError"]
+__all__ = [
+    "CorruptShardError",
+    "InvalidRecordError",
+    "RecordsLostError",
+    "RunLogError",
+    "RunLogWarning",
+    "UnsafeEntryError",
+    "UnsupportedSchemaError",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -30,6 +38,32 @@ class CorruptShardError(RunLogError):
             f"Corrupt run-log shard {self.path}: {problem}. Open the run with strict=False"
             " (CLI: --lenient) to skip this shard and read the rest."
         )
+
+
+class UnsafeEntryError(CorruptShardError):
+    """A directory entry named like a shard is not a regular file inside the run directory (a
+    symlink, directory, FIFO, socket or device), or changed while being opened. It was not read."""
+
+
+class InvalidRecordError(RunLogError, ValueError):
+    """A record refused by :meth:`~probes.runlog.RunWriter.write` before it was buffered (bad
+    step, epoch, source or metric name, tensor type, dtype, device, or a shape that differs from
+    the source's earlier records). Nothing else is affected. Also a ``ValueError``."""
+
+
+class RecordsLostError(RunLogError):
+    """Records could not be written (the disk stayed unwritable past the retries, or the memory
+    bound for held records was exceeded) and were finally dropped.
+
+    Attributes:
+        n_records: how many records were lost.
+        steps: ``(first, last)`` step of the lost records, or None.
+    """
+
+    def __init__(self, message: str, n_records: int, steps: tuple[int, int] | None) -> None:
+        super().__init__(message)
+        self.n_records = n_records
+        self.steps = steps
 
 
 class UnsupportedSchemaError(RunLogError):

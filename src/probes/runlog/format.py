@@ -28,7 +28,18 @@ __all__ = [
 ]
 
 FORMAT_NAME = "probes.runlog"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 2 stores a source's ``describe`` once per timeline (in the first shard of the timeline
+that holds the source, and again only when it changes); later blocks name that shard with
+``describe_seq``. Version 1 (every block carries ``describe``) is still read."""
+
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+"""Largest safetensors header (JSON, metadata included) that the reader accepts by default and
+that the writer ever writes: 64 MiB. One constant for both, so the writer never writes what its
+reader refuses."""
+
+MAX_NAME_CHARS = 512
+"""Longest source or metric name the writer accepts."""
 
 SHARD_RE = re.compile(r"^shard-(\d{6,})-t(\d{3,})\.safetensors$")
 TMP_PREFIX = ".tmp-"
@@ -75,6 +86,24 @@ DTYPES: dict[str, tuple[str, str]] = {
     "F64": ("<f8", "float64"),
 }
 MAX_DIMS = 16
+
+
+def name_problem(name: object) -> Optional[str]:
+    """Why ``name`` cannot be a source or metric name, or None when it can: it must be a
+    non-empty string of at most :data:`MAX_NAME_CHARS` printable characters (no control
+    characters, no lone surrogates, which cannot be stored as UTF-8)."""
+    if not isinstance(name, str):
+        return f"it is a {type(name).__name__}, not a string"
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_NAME_CHARS:
+        return f"it has {len(name)} characters, more than {MAX_NAME_CHARS}"
+    for ch in name:
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            return f"it contains the lone surrogate U+{ord(ch):04X}, which cannot be encoded as UTF-8"
+        if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
+            return f"it contains the control character U+{ord(ch):04X}"
+    return None
 
 
 def shard_name(seq: int, timeline: int) -> str:

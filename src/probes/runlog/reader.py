@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from probes.runlog import format as fmt
-from probes.runlog.errors import CorruptShardError, RunLogError, RunLogWarning, UnsupportedSchemaError
+from probes.runlog.errors import CorruptShardError, RunLogError, RunLogWarning
+from probes.runlog.kinds import schema_problem
 from probes.runlog.lineage import Branch, lineage, resolve
 from probes.runlog.shard import _NP_DTYPE, DEFAULT_MAX_HEADER_BYTES, Shard
 
@@ -162,32 +163,68 @@ class RunReader:
             CorruptShardError, UnsupportedSchemaError: (strict) a new shard is bad.
         """
         try:
-            names = [n for n in os.listdir(self.path) if fmt.parse_shard_name(n) is not None]
+            names = {n: key for n in os.listdir(self.path) if (key := fmt.parse_shard_name(n)) is not None}
         except FileNotFoundError:
             raise RunLogError(f"Run directory {self.path} disappeared.") from None
-        present = set(names)
+        except OSError as e:
+            raise RunLogError(f"Run directory {self.path} cannot be listed ({e.strerror or e}).") from None
         changed = force
-        for gone in [n for n in self._shards if n not in present]:
+        for gone in [n for n in self._shards if n not in names]:
             del self._shards[gone]
             self._maps.pop(gone, None)
             changed = True
-        for name in sorted(present - set(self._shards) - set(self._skipped)):
+        held = {(s.timeline, s.seq): s for s in self._shards.values()}
+        for name in sorted(set(names) - set(self._shards) - set(self._skipped), key=names.__getitem__):
             try:
                 shard = Shard.open(self.path / name, max_header_bytes=self.max_header_bytes)
                 if not self.strict:
                     shard.verify()
+                self._resolve_describes(shard, held)
             except FileNotFoundError:
                 continue
-            except (CorruptShardError, UnsupportedSchemaError) as e:
+            except RunLogError as e:  # corrupt, unsafe (link, FIFO, directory...), newer schema
                 if self.strict:
                     raise
                 self._skip(name, e)
                 continue
+            except OSError as e:  # pragma: no cover - Shard.open types these; belt and braces
+                err = CorruptShardError(self.path / name, f"it cannot be read ({e.strerror or e})")
+                if self.strict:
+                    raise err from None
+                self._skip(name, err)
+                continue
             self._shards[name] = shard
+            held[(shard.timeline, shard.seq)] = shard
             changed = True
         if changed:
             self._build_index()
         return changed
+
+    def _resolve_describes(self, shard: Shard, held: dict[tuple[int, int], Shard]) -> None:
+        """Attach each block's probe definition (stored once per timeline since schema 2) and check
+        the block's metrics against its probe type's documented record schema.
+
+        Raises:
+            CorruptShardError: the shard holding a definition is missing, or a block breaks its
+                probe type's schema.
+        """
+        for source, block in shard.sources.items():
+            describe = block.describe
+            if describe is None:
+                origin = held.get((shard.timeline, block.describe_seq))
+                describe = origin.describes.get(source) if origin is not None else None
+                if describe is None:
+                    raise CorruptShardError(
+                        shard.path,
+                        f"source {_short(source)}: its definition is stored in shard seq {block.describe_seq} of"
+                        f" timeline {shard.timeline}, which is missing or unreadable",
+                    )
+            shard.describes[source] = dict(describe)
+            metrics = {m: (shard.entries[f"{source}/{m}"].dtype, shard.entries[f"{source}/{m}"].shape[1:])
+                       for m in block.metrics}
+            problem = schema_problem(describe, metrics)
+            if problem is not None:
+                raise CorruptShardError(shard.path, f"source {_short(source)}: {problem}")
 
     def _skip(self, name: str, error: Exception) -> None:
         problem = getattr(error, "problem", None) or str(error)
@@ -197,9 +234,7 @@ class RunReader:
     def _build_index(self) -> None:
         shards = sorted(self._shards.values(), key=lambda s: (s.seq, s.timeline))
         timelines = self._collect_timelines(shards)
-        if timelines is None:  # a shard was dropped (lenient); start over without it
-            self._build_index()
-            return
+        shards = [s for s in shards if s.name in self._shards]
         self._timelines = timelines
         if self._want_timeline is not None and self._want_timeline not in timelines:
             raise RunLogError(
@@ -211,18 +246,19 @@ class RunReader:
         in_view = dict(self._chain)
         tip_shards = [s for s in shards if s.timeline == tip]
         self._status = tip_shards[-1].status if tip_shards else "empty"
-        order: list[str] = []
+        order: dict[str, None] = {}
         for s in shards:
             if s.timeline in in_view:
-                order.extend(src for src in s.sources if src not in order)
+                order.update((src, None) for src in s.sources if src not in order)
         self._index = {}
         for source in order:
             idx = self._index_source(source, shards)
             if idx is not None:
                 self._index[source] = idx
 
-    def _collect_timelines(self, shards: list[Shard]) -> Optional[dict[int, tuple[int, int]]]:
-        """timeline -> (parent, fork step); None after dropping an inconsistent shard (lenient)."""
+    def _collect_timelines(self, shards: list[Shard]) -> dict[int, tuple[int, int]]:
+        """timeline -> (parent, fork step), from each timeline's first shard. A later shard that
+        disagrees raises (strict) or is dropped (lenient), in one pass however many disagree."""
         timelines: dict[int, tuple[int, int]] = {}
         first_of: dict[int, Shard] = {}
         for s in shards:
@@ -238,7 +274,7 @@ class RunReader:
                     raise err
                 self._skip(s.name, err)
                 del self._shards[s.name]
-                return None
+                self._maps.pop(s.name, None)
         return timelines
 
     def _index_source(self, source: str, shards: list[Shard]) -> Optional[_SourceIndex]:
@@ -265,7 +301,7 @@ class RunReader:
         # the definition comes from the contributing shard nearest the tip, then the latest one
         depth = {t: i for i, (t, _) in enumerate(self._chain)}
         newest = max(pieces, key=lambda p: (-depth[p.shard.timeline], p.shard.seq)).shard
-        idx = _SourceIndex(steps, epochs, times, pieces, [], dict(newest.sources[source].describe))
+        idx = _SourceIndex(steps, epochs, times, pieces, [], dict(newest.describes.get(source, {})))
         if all(p.contiguous for p in pieces):
             idx.full = [(p.shard, slice(p.first, p.end), slice(p.row0, p.row0 + p.end - p.first)) for p in pieces]
         seen: set[tuple[Any, ...]] = set()
@@ -467,23 +503,6 @@ class RunReader:
                 sel = (p.pos >= i0) & (p.pos < i1)
                 out[p.pos[sel] - i0] = data[p.rows[sel]]
         return out, dtype
-        for p in idx.pieces:
-            if p.end <= i0 or p.first >= i1:
-                continue
-            if key not in p.shard.entries:
-                raise RunLogError(
-                    f"Metric {key} is missing from shard {p.shard.path} although that shard holds records of"
-                    f" {source!r} (the probe changed between sessions). Read a step range written by one configuration."
-                )
-            data = self._array(p.shard, key)
-            if p.contiguous:
-                a, b = max(i0, p.first), min(i1, p.end)
-                r0 = p.row0 + (a - p.first)
-                out[a - i0 : b - i0] = data[r0 : r0 + (b - a)]
-            else:
-                sel = (p.pos >= i0) & (p.pos < i1)
-                out[p.pos[sel] - i0] = data[p.rows[sel]]
-        return out, dtype
 
     def read(
         self, name: str, *, start: Optional[int] = None, stop: Optional[int] = None
@@ -560,6 +579,10 @@ class RunReader:
                 i = c0 + k
                 tensors = {m: t[k] for m, t in cols.items()}
                 yield Record(int(idx.steps[i]), source, tensors, int(idx.epochs[i]), {"time": float(idx.times[i])})
+
+
+def _short(name: str) -> str:
+    return repr(name[:80] + ("..." if len(name) > 80 else ""))
 
 
 def _dtype_name(st_dtype: str) -> str:

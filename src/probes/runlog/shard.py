@@ -7,6 +7,7 @@ is allocated, and data is read through a read-only memory map. Nothing is ever u
 
 from __future__ import annotations
 
+import itertools
 import json
 import mmap
 import os
@@ -19,14 +20,20 @@ import numpy as np
 
 from probes.runlog import format as fmt
 from probes.runlog.errors import CorruptShardError, UnsupportedSchemaError
+from probes.runlog.files import open_entry
 
 __all__ = ["DEFAULT_MAX_HEADER_BYTES", "Shard", "SourceBlock", "TensorEntry"]
 
 _ITEMSIZE = {k: np.dtype(v[0]).itemsize for k, v in fmt.DTYPES.items()}
 _NP_DTYPE = {k: np.dtype(v[0]) for k, v in fmt.DTYPES.items()}
 
-DEFAULT_MAX_HEADER_BYTES = 64 * 1024 * 1024
-"""Largest safetensors header (JSON, metadata included) the reader accepts: 64 MiB."""
+DEFAULT_MAX_HEADER_BYTES = fmt.MAX_HEADER_BYTES
+"""Largest safetensors header (JSON, metadata included) the reader accepts: 64 MiB, the cap the
+writer writes under."""
+
+MAX_EMPTY_SPREAD = 1 << 24
+"""A zero-size dimension cannot hide a huge one: the product of a tensor's non-zero dimensions
+may not exceed the data section's size in elements or this many elements, whichever is larger."""
 
 
 class TensorEntry(NamedTuple):
@@ -45,10 +52,11 @@ class SourceBlock:
 
     n: int
     metrics: tuple[str, ...]
-    describe: Mapping[str, Any]
+    describe: Optional[Mapping[str, Any]]  # None: stored once per timeline, in shard describe_seq
     steps: np.ndarray
     epochs: np.ndarray
     times: np.ndarray
+    describe_seq: int = -1  # the shard (same timeline) holding this source's describe
 
 
 class Shard:
@@ -78,6 +86,8 @@ class Shard:
         self.sources: dict[str, SourceBlock] = {}
         self.entries: dict[str, TensorEntry] = {}
         self._verified: set[str] = set()
+        self.identity = (0, 0)
+        self.describes: dict[str, dict[str, Any]] = {}  # resolved by the reader (schema 2 stores them once)
 
     def __repr__(self) -> str:
         return f"Shard({self.path.name}, records={self.n_records}, status={self.status!r})"
@@ -91,29 +101,54 @@ class Shard:
     def open(cls, path: os.PathLike[str] | str, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> Shard:
         """Read and validate the header, metadata and index arrays of ``path``.
 
+        Only a regular file that is a direct entry of its directory is opened (never a symlink,
+        FIFO, device or directory; see :func:`probes.runlog.files.open_entry`).
+
         Raises:
-            CorruptShardError: the file is truncated, corrupted, or not a run-log shard.
+            CorruptShardError: the file is truncated, corrupted, not a run-log shard, or cannot
+                be read (permission denied, I/O error).
+            UnsafeEntryError: the entry is not a regular file (nothing was read from it).
             UnsupportedSchemaError: written by a newer schema version.
-            OSError: the file cannot be opened.
+            FileNotFoundError: the file vanished.
         """
         self = cls()
         self.path = Path(path)
         self.name = self.path.name
-        with open(self.path, "rb") as f:
-            self.size = os.fstat(f.fileno()).st_size
-            header = self._read_header(f, max_header_bytes)
+        try:
+            fd, st = open_entry(self.path.parent, self.name)
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise self._bad(f"it cannot be opened ({e.strerror or e})") from None
+        try:
+            self.size = st.st_size
+            self.identity = (st.st_dev, st.st_ino)
+            header = self._read_header(fd, max_header_bytes)
             meta = self._check_metadata(header)
             self._check_entries(header, meta)
-            self._read_sources(f, meta)
+            self._read_sources(fd, meta)
+        except OSError as e:
+            raise self._bad(f"it cannot be read ({e.strerror or e})") from None
+        finally:
+            os.close(fd)
         return self
 
     def _bad(self, problem: str) -> CorruptShardError:
         return CorruptShardError(self.path, problem)
 
-    def _read_header(self, f: Any, cap: int) -> dict[str, Any]:
+    def _pread_exact(self, fd: int, n: int, offset: int) -> bytes:
+        buf = os.pread(fd, n, offset)
+        while len(buf) < n:
+            more = os.pread(fd, n - len(buf), offset + len(buf))
+            if not more:
+                raise self._bad(f"truncated: wanted {n} bytes at offset {offset}, the file ended after {len(buf)}")
+            buf += more
+        return buf
+
+    def _read_header(self, fd: int, cap: int) -> dict[str, Any]:
         if self.size < 8:
             raise self._bad(f"the file is {self.size} bytes, shorter than the 8-byte header length (truncated)")
-        n = int.from_bytes(f.read(8), "little")
+        n = int.from_bytes(self._pread_exact(fd, 8, 0), "little")
         if n > cap:
             raise self._bad(
                 f"the header claims {n} bytes, over the cap of {cap} bytes"
@@ -121,7 +156,7 @@ class Shard:
             )
         if n > self.size - 8:
             raise self._bad(f"truncated: the header claims {n} bytes but only {self.size - 8} follow")
-        raw = f.read(n)
+        raw = self._pread_exact(fd, n, 8)
         try:
             header = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -157,6 +192,8 @@ class Shard:
         if schema > fmt.SCHEMA_VERSION:
             raise UnsupportedSchemaError(self.path, schema, fmt.SCHEMA_VERSION)
         self.schema = schema
+        if not isinstance(parsed[fmt.K_RUN], dict):
+            raise self._bad("metadata 'run' is not a JSON object")
         for key in (fmt.K_SEQ, fmt.K_TIMELINE, fmt.K_PARENT, fmt.K_FORK):
             if not _is_int(parsed[key]):
                 raise self._bad(f"metadata {key!r} is {parsed[key]!r}, not an integer")
@@ -175,6 +212,8 @@ class Shard:
         self.status = parsed[fmt.K_STATUS]
         if not isinstance(parsed[fmt.K_CREATED], (int, float)) or isinstance(parsed[fmt.K_CREATED], bool):
             raise self._bad("metadata 'created' is not a number")
+        if isinstance(parsed[fmt.K_CREATED], int) and abs(parsed[fmt.K_CREATED]) > 2**53:
+            raise self._bad(f"metadata 'created' {str(parsed[fmt.K_CREATED])[:40]} is out of range")
         self.created = float(parsed[fmt.K_CREATED])
         for key in (fmt.K_RUN, fmt.K_SOURCES, fmt.K_TENSORS):
             if not isinstance(parsed[key], dict):
@@ -202,11 +241,17 @@ class Shard:
                 raise self._bad(f"tensor {name!r}: unsupported dtype {str(dtype)[:20]!r}")
             if type(shape) is not list or len(shape) > fmt.MAX_DIMS:
                 raise self._bad(f"tensor {name!r}: invalid shape {str(shape)[:80]}")
-            nbytes = itemsize
+            nbytes, spread = itemsize, 1
             for d in shape:
                 if type(d) is not int or d < 0:
                     raise self._bad(f"tensor {name!r}: invalid shape {str(shape)[:80]}")
                 nbytes *= d
+                spread *= max(d, 1)
+            if spread > max(data_len // itemsize, MAX_EMPTY_SPREAD):
+                raise self._bad(
+                    f"tensor {name!r}: shape {str(shape)[:80]} is out of bounds (its non-zero dimensions would"
+                    f" hold {spread} elements; the data section holds {data_len} bytes)"
+                )
             if type(begin) is not int or type(end) is not int or not 0 <= begin <= end:
                 raise self._bad(f"tensor {name!r}: invalid data_offsets {str(info['data_offsets'])[:80]}")
             if end > data_len:
@@ -219,25 +264,39 @@ class Shard:
             if type(spec) is not list or len(spec) != 3 or spec[:2] != [dtype, shape] or type(spec[2]) is not int:
                 raise self._bad(f"tensor {name!r}: header dtype/shape {dtype}{shape} disagree with the metadata")
             self.entries[name] = TensorEntry(dtype, tuple(shape), begin, end, spec[2])
+        ranges = sorted((e.begin, e.end, n) for n, e in self.entries.items() if e.end > e.begin)
+        for (_, end0, name0), (begin1, _, name1) in itertools.pairwise(ranges):
+            if begin1 < end0:
+                raise self._bad(f"tensors {name0!r} and {name1!r} overlap in the data section")
 
-    def _read_sources(self, f: Any, meta: dict[str, Any]) -> None:
+    def _read_sources(self, fd: int, meta: dict[str, Any]) -> None:
         sources = meta[fmt.K_SOURCES]
         owned: set[str] = set()
         for source, block in sources.items():
+            if not source or "/" in source:
+                raise self._bad(f"source name {source[:80]!r} is empty or contains '/'")
             if not isinstance(block, dict) or not _is_int(block.get("n")) or block["n"] < 0:
-                raise self._bad(f"source {source!r}: malformed block")
-            n, metrics, describe = block["n"], block.get("metrics"), block.get("describe", {})
+                raise self._bad(f"source {source[:80]!r}: malformed block")
+            n, metrics, describe = block["n"], block.get("metrics"), block.get("describe")
             if not isinstance(metrics, list) or not all(isinstance(m, str) and m for m in metrics):
-                raise self._bad(f"source {source!r}: malformed metric list")
-            if not isinstance(describe, dict):
-                raise self._bad(f"source {source!r}: describe is not an object")
+                raise self._bad(f"source {source[:80]!r}: malformed metric list")
+            if len(set(metrics)) != len(metrics) or any(m in fmt.INDEX_NAMES for m in metrics):
+                raise self._bad(f"source {source[:80]!r}: repeated or reserved metric names")
+            describe_seq = block.get("describe_seq")
+            if describe is None:
+                if self.schema < 2:
+                    describe = {}
+                elif not _is_int(describe_seq) or not 0 <= describe_seq < self.seq:
+                    raise self._bad(f"source {source[:80]!r}: no describe and no valid describe_seq")
+            elif not isinstance(describe, dict):
+                raise self._bad(f"source {source[:80]!r}: describe is not an object")
             index = {}
             for name, dtype in ((fmt.STEP, "I64"), (fmt.EPOCH, "I64"), (fmt.TIME, "F64")):
                 key = f"{source}/{name}"
                 e = self.entries.get(key)
                 if e is None or e.dtype != dtype or e.shape != (n,):
                     raise self._bad(f"source {source!r}: index tensor {key!r} is missing or not {dtype}[{n}]")
-                index[name] = self._pread(f, key)
+                index[name] = self._pread(fd, key)
                 owned.add(key)
             for m in metrics:
                 key = f"{source}/{m}"
@@ -246,18 +305,21 @@ class Shard:
                     raise self._bad(f"source {source!r}: metric tensor {key!r} is missing or does not have {n} rows")
                 owned.add(key)
             self.sources[source] = SourceBlock(
-                n, tuple(metrics), describe, index[fmt.STEP], index[fmt.EPOCH], index[fmt.TIME]
+                n,
+                tuple(metrics),
+                describe,
+                index[fmt.STEP],
+                index[fmt.EPOCH],
+                index[fmt.TIME],
+                describe_seq if describe is None else self.seq,
             )
         stray = set(self.entries) - owned
         if stray:
             raise self._bad(f"tensors {sorted(stray)[:3]} belong to no source")
 
-    def _pread(self, f: Any, name: str) -> np.ndarray:
+    def _pread(self, fd: int, name: str) -> np.ndarray:
         e = self.entries[name]
-        f.seek(self.data_start + e.begin)
-        buf = f.read(e.end - e.begin)
-        if len(buf) != e.end - e.begin:
-            raise self._bad(f"truncated while reading tensor {name!r}")
+        buf = self._pread_exact(fd, e.end - e.begin, self.data_start + e.begin)
         if fmt.data_crc(buf) != e.crc:
             raise self._bad(f"tensor {name!r}: data checksum mismatch (corrupted data)")
         self._verified.add(name)
@@ -272,11 +334,18 @@ class Shard:
         """
         if self.size == self.data_start:
             return None
-        with open(self.path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size != self.size:
-                raise self._bad(f"the file changed size from {self.size} to {size} bytes after it was opened")
-            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            fd, st = open_entry(self.path.parent, self.name)
+        except OSError as e:
+            raise self._bad(f"it cannot be reopened ({e.strerror or e})") from None
+        try:
+            if (st.st_dev, st.st_ino) != self.identity:
+                raise self._bad("the file was replaced after it was opened")
+            if st.st_size != self.size:
+                raise self._bad(f"the file changed size from {self.size} to {st.st_size} bytes after it was opened")
+            buf = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
         return np.frombuffer(buf, dtype=np.uint8, offset=self.data_start)
 
     def raw(self, name: str, data: Optional[np.ndarray]) -> np.ndarray:

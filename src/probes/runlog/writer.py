@@ -1,10 +1,15 @@
-"""The run-log writer: buffers records and writes them as immutable, atomically renamed shards.
+"""The run-log writer: validates and buffers records, writes them as immutable, atomically renamed shards.
 
-A flush stacks each metric of each source along a new leading step axis on the records' device,
-moves every stacked tensor to the host in one transfer, and writes one safetensors file: first
-under a hidden temporary name, then ``fsync``, ``os.replace`` to the final name and ``fsync`` of
-the directory. A crash (even SIGKILL) therefore loses at most the records not yet flushed and
-never leaves a partial shard under a shard name. Shards are never rewritten or deleted.
+A record is validated completely at :meth:`RunWriter.write` and refused alone when bad. A flush
+stacks each metric of each source along a new leading step axis on the records' device, moves
+every stacked tensor to the host in one transfer, and writes one safetensors file: first under a
+hidden temporary name, then ``fsync``, ``os.replace`` to the final name and ``fsync`` of the
+directory. A crash (even SIGKILL) therefore loses at most the records not yet flushed and never
+leaves a partial shard under a shard name. Shards are never rewritten or deleted.
+
+A flush that fails with an I/O error (disk full, EIO...) keeps its records: it is retried with
+backoff, then held in memory (up to ``max_held_bytes``) and retried at later flushes while
+training goes on; see :mod:`probes.runlog.faults`.
 """
 
 from __future__ import annotations
@@ -24,17 +29,20 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from safetensors.torch import save as _st_save
 
 from probes.records import Record
 from probes.runlog import format as fmt
+from probes.runlog.encode import Block, Job, header_estimate
 from probes.runlog.errors import RunLogError
-from probes.runlog.files import DirLock, atomic_write
+from probes.runlog.faults import ON_ERROR, Outbox
+from probes.runlog.files import DirLock
 from probes.runlog.lineage import Branch
-from probes.runlog.stacking import Rejected, Stacker, compact, st_dtype
+from probes.runlog.stacking import Rejected, Stacker
+from probes.runlog.validate import SourceSchema, check_source_name, first_record, next_record
 
 __all__ = ["RunWriter", "ShardInfo"]
 
+DEFAULT_MAX_HELD_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,32 +67,24 @@ class ShardInfo:
     status: str
 
 
-@dataclass
-class _Block:
-    steps: torch.Tensor
-    epochs: torch.Tensor
-    times: torch.Tensor
-    names: tuple[str, ...]
-    # (metric names, stacked tensor): [n, *shape] for one name, [n, len(names), *shape] for several
-    groups: list[tuple[tuple[str, ...], torch.Tensor]]
-
-
-@dataclass
-class _Job:
-    seq: int
-    blocks: dict[str, _Block]
-    describes: dict[str, Any]
-    status: str
-
-
 class RunWriter:
     """Writes probe records to a run directory as numbered safetensors shards.
 
     It is a :class:`~probes.records.RecordSink`: probes call :meth:`register_source` once and
-    :meth:`write` per record. Records are buffered and flushed as a new shard every
-    ``flush_every_n`` records or ``flush_every_s`` seconds (checked on each write and by
-    :meth:`maybe_flush`), on :meth:`flush` and on :meth:`close`. One process at a time may write
-    a directory (an advisory lock on ``.lock`` enforces it).
+    :meth:`write` per record. Records are validated at :meth:`write` (a bad one is refused with
+    :class:`~probes.runlog.errors.InvalidRecordError`, a ``ValueError``, and affects nothing else),
+    buffered, and flushed as a new shard every ``flush_every_n`` records or ``flush_every_s``
+    seconds (checked on each write and by :meth:`maybe_flush`), on :meth:`flush` and on
+    :meth:`close`. One process at a time may write a directory (a POSIX lock on ``.lock``, not
+    inherited by forked children, enforces it).
+
+    I/O faults never stop the caller by default: a failed shard write is retried ``retries``
+    times with exponential backoff, then held in memory (at most ``max_held_bytes``; beyond that
+    the oldest held records are dropped) with a :class:`~probes.runlog.RunLogWarning` saying how
+    much is at risk, and retried at later flushes. :meth:`close` makes a last attempt, writes the
+    final status, and raises :class:`~probes.runlog.errors.RecordsLostError` if records were
+    finally lost. ``on_error="raise"`` raises a :class:`RunLogError` as soon as a write fails
+    after its retries instead (the records stay held for a later flush).
 
     Args:
         path: the run directory; created if missing. It must hold no shards unless ``branch``
@@ -101,6 +101,12 @@ class RunWriter:
         max_pending: with ``background``, the most flushes queued before :meth:`write` blocks.
         on_flush: called with a :class:`ShardInfo` after each shard is durably on disk (on the
             background thread when ``background``).
+        on_error: ``"hold"`` (default: keep going, report losses at close) or ``"raise"``.
+        retries: extra attempts of a failed shard write, with backoff ``retry_backoff_s * 4**i``.
+        retry_backoff_s: first backoff, in seconds.
+        max_held_bytes: most bytes of records held in memory while the disk is unwritable.
+        max_header_bytes: the header cap the shards are written under (the reader's default is
+            the same :data:`probes.runlog.format.MAX_HEADER_BYTES`; raise both together).
 
     Raises:
         ValueError: an invalid argument (named in the message).
@@ -126,17 +132,30 @@ class RunWriter:
         background: bool = False,
         max_pending: int = 2,
         on_flush: Optional[Callable[[ShardInfo], None]] = None,
+        on_error: str = "hold",
+        retries: int = 3,
+        retry_backoff_s: float = 0.05,
+        max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
+        max_header_bytes: int = fmt.MAX_HEADER_BYTES,
     ) -> None:
-        if not isinstance(flush_every_n, int) or isinstance(flush_every_n, bool) or flush_every_n < 1:
-            raise ValueError(f"Expected `flush_every_n` to be a positive int, got {flush_every_n!r}.")
+        _check_int_arg("flush_every_n", flush_every_n, 1)
         if flush_every_s is not None and (
             not isinstance(flush_every_s, (int, float)) or isinstance(flush_every_s, bool) or not flush_every_s > 0
         ):
             raise ValueError(
                 f"Expected `flush_every_s` to be a positive number of seconds or None, got {flush_every_s!r}."
             )
-        if not isinstance(max_pending, int) or isinstance(max_pending, bool) or max_pending < 1:
-            raise ValueError(f"Expected `max_pending` to be a positive int, got {max_pending!r}.")
+        _check_int_arg("max_pending", max_pending, 1)
+        _check_int_arg("retries", retries, 0)
+        _check_int_arg("max_held_bytes", max_held_bytes, 0)
+        _check_int_arg("max_header_bytes", max_header_bytes, 1024)
+        backoff_ok = isinstance(retry_backoff_s, (int, float)) and not isinstance(retry_backoff_s, bool)
+        if not backoff_ok or not 0 <= retry_backoff_s <= 60:
+            raise ValueError(
+                f"Expected `retry_backoff_s` to be a number of seconds in [0, 60], got {retry_backoff_s!r}."
+            )
+        if on_error not in ON_ERROR:
+            raise ValueError(f"Expected `on_error` to be one of {ON_ERROR}, got {on_error!r}.")
         if branch is not None and not isinstance(branch, Branch):
             raise ValueError(f"Expected `branch` to be a probes.runlog.Branch or None, got {branch!r}.")
         if on_flush is not None and not callable(on_flush):
@@ -146,11 +165,19 @@ class RunWriter:
             if not isinstance(run_info, Mapping):
                 raise ValueError(f"Expected `run_info` to be a mapping, got {type(run_info).__name__}.")
             self.run_info.update(_json_roundtrip(run_info, "run_info"))
+        self.max_header_bytes = max_header_bytes
+        self._run_info_bytes = len(json.dumps(fmt.dumps(self.run_info)))
+        if self._run_info_bytes + 4096 > max_header_bytes:
+            raise ValueError(
+                f"`run_info` takes {self._run_info_bytes} bytes in every shard header, over the header cap of"
+                f" {max_header_bytes} bytes. Store large configuration in a file and put its path in run_info."
+            )
         self.flush_every_n = flush_every_n
         self.flush_every_s = None if flush_every_s is None else float(flush_every_s)
         self.background = bool(background)
         self.max_pending = max_pending
         self.on_flush = on_flush
+        self.on_error = on_error
 
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
@@ -158,10 +185,14 @@ class RunWriter:
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = DirLock(self.path)
         try:
-            existing = [p for p in (fmt.parse_shard_name(n) for n in os.listdir(self.path)) if p is not None]
-            for name in os.listdir(self.path):
+            entries = os.listdir(self.path)
+            existing = [p for p in (fmt.parse_shard_name(n) for n in entries) if p is not None]
+            for name in entries:
                 if name.startswith(fmt.TMP_PREFIX):  # left by a crashed writer; never visible to readers
-                    (self.path / name).unlink(missing_ok=True)
+                    try:
+                        os.unlink(self.path / name)  # removes a link itself, never its target
+                    except (IsADirectoryError, PermissionError, FileNotFoundError, OSError):
+                        pass
             if existing and branch is None:
                 raise RunLogError(
                     f"{self.path} already holds a run log ({len(existing)} shards). To continue it pass"
@@ -179,24 +210,37 @@ class RunWriter:
             self._lock.release()
             raise
 
-        self._describes: dict[str, Any] = {}
-        self._names: dict[str, tuple[str, ...]] = {}
+        self._describes: dict[str, dict[str, Any]] = {}
+        self._describe_version: dict[str, int] = {}
+        self._describe_durable: dict[str, tuple[int, int]] = {}  # source -> (seq holding it, version)
+        self._schemas: dict[str, SourceSchema] = {}
+        self._header_share: dict[str, int] = {}
         self._stacker = Stacker()
-        self._buffers: dict[str, list[tuple[Record, float]]] = {}
+        # per source: (step, epoch, tensors, time)
+        self._buffers: dict[str, list[tuple[int, int, dict[str, torch.Tensor], float]]] = {}
         self._n_buffered = 0
         self._oldest: Optional[float] = None
         self._last_step = self.fork_step if branch is not None else -1
         self.n_flushed_records = 0
         self.n_shards = 0
         self.closed = False
-        self._queue: Optional[queue.Queue[Optional[_Job]]] = None
+        self._guard = threading.Lock()
+        self._outbox = Outbox(
+            self._write_job,
+            path=self.path,
+            retries=retries,
+            backoff_s=float(retry_backoff_s),
+            max_held_bytes=max_held_bytes,
+            raise_at_once=on_error == "raise",
+            on_written=self._call_on_flush,
+        )
+        self._queue: Optional[queue.Queue[Optional[list[Job]]]] = None
         self._thread: Optional[threading.Thread] = None
-        self._error: Optional[BaseException] = None
         self._pid = os.getpid()
         _OPEN_WRITERS.add(self)
         if branch is not None:  # make the supersede visible to readers right away
             try:
-                self._submit(self._take_job("running"), wait=True)
+                self._submit(self._take_jobs("running"), wait=True)
             except BaseException:
                 self.closed = True
                 self._lock.release()
@@ -215,7 +259,11 @@ class RunWriter:
         if exc_type is None:
             self.close("finished")
         else:
-            self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+            status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+            try:
+                self.close(status)
+            except RunLogError:  # never mask the error that ended the block
+                pass
 
     # ------------------------------------------------------------------ state
     @property
@@ -233,52 +281,82 @@ class RunWriter:
         """Records received but not yet handed to a flush."""
         return self._n_buffered
 
+    @property
+    def n_held(self) -> int:
+        """Records whose shard write failed and that are held in memory for a retry."""
+        return self._outbox.n_held_records
+
+    @property
+    def n_lost(self) -> int:
+        """Records finally lost to I/O faults (reported by :meth:`close`)."""
+        return self._outbox.lost_records
+
     # ------------------------------------------------------------------ sink protocol
     def register_source(self, source: str, describe: Mapping[str, Any]) -> None:
-        """Declare ``source`` and its JSON-serialisable definition (stored in every shard).
+        """Declare ``source`` and its JSON-serialisable definition (stored once per timeline, and
+        again whenever it changes).
 
         Raises:
-            ValueError: ``source`` is not a non-empty string without '/', or ``describe`` is not
-                JSON-serialisable.
+            ValueError: ``source`` is not a non-empty printable string without '/', ``describe``
+                is not JSON-serialisable, or it is too large for a shard header.
         """
-        _check_source(source)
+        check_source_name(source)
         if not isinstance(describe, Mapping):
             raise ValueError(
                 f"Expected `describe` of source {source!r} to be a mapping, got {type(describe).__name__}."
             )
-        self._describes[source] = _json_roundtrip(describe, f"describe() of source {source!r}")
+        value = _json_roundtrip(describe, f"describe() of source {source!r}")
+        names = self._schemas[source].names if source in self._schemas else ()
+        self._check_header_share(source, names, value)
+        if self._describes.get(source) != value:
+            self._describes[source] = value
+            self._describe_version[source] = self._describe_version.get(source, 0) + 1
+
+    def _check_header_share(self, source: str, names: tuple[str, ...], describe: Mapping[str, Any]) -> int:
+        share = header_estimate(source, names, describe)
+        room = self.max_header_bytes - self._run_info_bytes - 4096
+        if share > room:
+            raise ValueError(
+                f"Source {source!r} needs about {share} bytes of shard header (its describe() and metric names),"
+                f" over the {room} bytes the header cap of {self.max_header_bytes} leaves. Shorten the probe's"
+                " definition (fewer or shorter contexts/pairs), split the probe into several sources, or raise"
+                " the cap for writer and readers together (RunWriter/RunLog max_header_bytes=...,"
+                " open_run(max_header_bytes=...), probes ... --max-header-mib N)."
+            )
+        return share
 
     def write(self, record: Record) -> None:
-        """Buffer one record; flush when a threshold is reached.
+        """Validate and buffer one record; flush when a threshold is reached.
 
         Raises:
-            RunLogError: the writer is closed, a background flush failed, or the record's metric
-                names differ from the earlier records of its source.
-            ValueError: a malformed record (bad source, step, or metric names).
+            InvalidRecordError: (a ``ValueError`` and a ``RunLogError``) a bad record: step or
+                epoch not an int in range, bad source or metric name, a value that is not a
+                storable tensor (dtype, layout, meta device), or metrics whose names, dtypes,
+                shapes or devices differ from the earlier records of its source. It is not
+                buffered; nothing else is affected.
+            RunLogError: the writer is closed; with ``on_error="raise"``, a shard write failed.
         """
         if self.closed:
             raise RunLogError(f"RunWriter({self.path}) is closed; open a new writer to write more records.")
-        if self._error is not None:
-            self._raise_worker_error()
-        source = record.source
-        names = self._names.get(source)
-        if names is None:
-            _check_source(source)
-            names = self._new_source(source, record)
-        elif tuple(record.tensors) != names and set(record.tensors) != set(names):
-            raise RunLogError(
-                f"Record of source {source!r} at step {record.step} has metrics {sorted(record.tensors)},"
-                f" but earlier records of this source have {sorted(names)}. Every record of a source"
-                " must carry the same metric names; emit different sets under different sources."
+        source = getattr(record, "source", None)
+        schema = self._schemas.get(source) if isinstance(source, str) else None
+        if schema is None:
+            source, step, epoch, tensors, schema = first_record(
+                record, self._describes.get(source, {"source": source}) if isinstance(source, str) else {}
             )
-        step = record.step
-        if not isinstance(step, int) or isinstance(step, bool):
-            raise ValueError(f"Expected `record.step` to be an int, got {step!r} (source {source!r}).")
+            describe = self._describes.get(source, {"source": source})
+            self._header_share[source] = self._check_header_share(source, schema.names, describe)
+            if source not in self._describes:
+                self._describes[source] = describe
+                self._describe_version[source] = 1
+            self._schemas[source] = schema
+        else:
+            step, epoch, tensors = next_record(record, schema)
         now = time.time()
         buf = self._buffers.get(source)
         if buf is None:
             buf = self._buffers[source] = []
-        buf.append((record, now))
+        buf.append((step, epoch, tensors, now))
         self._n_buffered += 1
         if step > self._last_step:
             self._last_step = step
@@ -286,19 +364,6 @@ class RunWriter:
             self._oldest = time.monotonic()
         if self._n_buffered >= self.flush_every_n or self._due():
             self.flush(wait=False)
-
-    def _new_source(self, source: str, record: Record) -> tuple[str, ...]:
-        names = tuple(record.tensors)
-        for name in names:
-            if not isinstance(name, str) or not name or (name.startswith("__") and name.endswith("__")):
-                raise ValueError(
-                    f"Metric names of source {source!r} must be non-empty strings not of the form '__x__'"
-                    f" (reserved for the index), got {name!r}."
-                )
-        if source not in self._describes:
-            self._describes[source] = {"source": source}
-        self._names[source] = names
-        return names
 
     def _due(self) -> bool:
         return (
@@ -315,27 +380,29 @@ class RunWriter:
         return True
 
     def flush(self, *, wait: bool = True) -> None:
-        """Write the buffered records as one shard.
+        """Write the buffered records as one shard (several if their headers need it).
 
         Args:
-            wait: block until every pending shard is durably on disk (always true without
+            wait: block until every pending shard is written or held (always true without
                 ``background``).
 
         Raises:
-            RunLogError: a shard could not be written (also one from an earlier background flush).
+            RunLogError: with ``on_error="raise"``, a shard could not be written after its retries
+                (its records stay held for the next flush). Otherwise failures are held and
+                reported at :meth:`close`.
         """
         if self.closed:
             return
         self._check_process()
-        if self._error is not None:
-            self._raise_worker_error()
         if self._n_buffered:
-            self._submit(self._take_job("running"), wait=wait)
+            self._submit(self._take_jobs("running"), wait=wait)
         elif wait:
             self._drain()
+        self._outbox.raise_pending()
 
     def close(self, status: str = "finished") -> None:
-        """Flush, mark the run's status in a last shard, stop the background thread, release the lock.
+        """Flush, write held records if the disk allows, mark the run's status in a last shard,
+        stop the background thread and release the lock.
 
         Args:
             status: ``"finished"``, ``"failed"`` or ``"interrupted"``; readers and ``probes watch``
@@ -343,7 +410,7 @@ class RunWriter:
 
         Raises:
             ValueError: an unknown status.
-            RunLogError: the last shard could not be written.
+            RecordsLostError: records could not be written and were lost (how many, which steps).
         """
         if status not in fmt.STATUSES:
             raise ValueError(f"Expected `status` to be one of {fmt.STATUSES}, got {status!r}.")
@@ -351,50 +418,89 @@ class RunWriter:
             return
         self._check_process()
         try:
-            if self._error is None:
-                self._submit(self._take_job(status), wait=True)
+            self._submit(self._take_jobs(status), wait=True)
         finally:
             self.closed = True
             self._stop_worker()
-            self._lock.release()
-            _OPEN_WRITERS.discard(self)
-        if self._error is not None:
-            self._raise_worker_error()
+            try:
+                self._outbox.finish(self._marker(status))
+            finally:
+                self._lock.release()
+                _OPEN_WRITERS.discard(self)
+        self._outbox.raise_if_lost()
+
+    def _marker(self, status: str) -> Callable[[], Job]:
+        def make() -> Job:
+            seq = self._next_seq
+            self._next_seq += 1
+            return Job(seq, {}, {}, {}, {}, status)
+
+        return make
 
     # ------------------------------------------------------------------ flushing
-    def _take_job(self, status: str) -> _Job:
-        """Stack the buffer on its device (caller thread) and reserve a shard number.
-
-        A record whose tensors do not match its source's schema is dropped (the rest stay
-        buffered) and reported with a :class:`RunLogError`.
-        """
-        blocks: dict[str, _Block] = {}
+    def _take_jobs(self, status: str) -> list[Job]:
+        """Stack the buffer on its device (caller thread) and reserve shard numbers: one job, or
+        several when the sources' definitions would not fit one header under the cap."""
+        blocks: dict[str, Block] = {}
         for source, buf in self._buffers.items():
             if not buf:
                 continue
-            recs = [r for r, _ in buf]
+            names = self._schemas[source].names
             try:
-                groups = self._stacker.stack(source, self._names[source], recs)
-            except Rejected as e:
-                bad = {id(r) for r in (e.bad if e.bad is not None else recs)}
-                self._buffers[source] = [(r, t) for r, t in buf if id(r) not in bad]
-                self._n_buffered -= len(bad)
-                raise RunLogError(
-                    f"{e}. Dropped {len(bad)} record(s) of source {source!r}; the other buffered records are kept."
-                ) from None
-            blocks[source] = _Block(
-                steps=torch.tensor([r.step for r in recs], dtype=torch.int64),
-                epochs=torch.tensor([int(r.epoch) for r in recs], dtype=torch.int64),
-                times=torch.tensor([t for _, t in buf], dtype=torch.float64),
-                names=self._names[source],
+                groups = self._stacker.stack(source, names, [Record(s, source, t, e) for s, e, t, _ in buf])
+            except Rejected as e:  # pragma: no cover - write() validated every record
+                raise RunLogError(f"Internal error stacking source {source!r}: {e}") from None
+            blocks[source] = Block(
+                steps=torch.tensor([s for s, _, _, _ in buf], dtype=torch.int64),
+                epochs=torch.tensor([e for _, e, _, _ in buf], dtype=torch.int64),
+                times=torch.tensor([t for _, _, _, t in buf], dtype=torch.float64),
+                names=names,
                 groups=groups,
             )
         self._buffers = {s: [] for s in self._buffers}
         self._n_buffered = 0
         self._oldest = None
-        job = _Job(self._next_seq, blocks, {s: self._describes[s] for s in blocks}, status)
-        self._next_seq += 1
-        return job
+        room = self.max_header_bytes - self._run_info_bytes - 4096
+        parts: list[dict[str, Block]] = [{}]
+        used = 0
+        with self._guard:
+            durable = dict(self._describe_durable)
+        for source, blk in blocks.items():
+            version = self._describe_version[source]
+            stored = durable.get(source)
+            share = self._header_share[source] if stored is None or stored[1] != version else 0
+            share = share or header_estimate(source, blk.names, None)
+            if parts[-1] and used + share > room:
+                parts.append({})
+                used = 0
+            parts[-1][source] = blk
+            used += share
+        jobs = []
+        for k, part in enumerate(parts):
+            describes: dict[str, Optional[Mapping[str, Any]]] = {}
+            describe_seq: dict[str, int] = {}
+            for source in part:
+                stored = durable.get(source)
+                if stored is not None and stored[1] == self._describe_version[source]:
+                    describes[source], describe_seq[source] = None, stored[0]
+                else:
+                    describes[source] = self._describes[source]
+            n = sum(len(b.steps) for b in part.values())
+            steps = [int(b.steps.min()) for b in part.values() if len(b.steps)]
+            high = [int(b.steps.max()) for b in part.values() if len(b.steps)]
+            job = Job(
+                self._next_seq,
+                part,
+                describes,
+                describe_seq,
+                {s: self._describe_version[s] for s in part},
+                status if k == len(parts) - 1 else "running",
+                n_records=n,
+                step_range=(min(steps), max(high)) if steps else None,
+            )
+            self._next_seq += 1
+            jobs.append(job)
+        return jobs
 
     def _check_process(self) -> None:
         if os.getpid() != self._pid:
@@ -403,37 +509,34 @@ class RunWriter:
                 " must not write to it. Open a writer on another directory in the child."
             )
 
-    def _submit(self, job: _Job, *, wait: bool) -> None:
+    def _submit(self, jobs: list[Job], *, wait: bool) -> None:
         self._check_process()
         if not self.background:
-            self._write_job(job)
+            self._outbox.send(jobs)
             return
         if self._thread is None:
             self._queue = queue.Queue(maxsize=self.max_pending)
             self._thread = threading.Thread(target=self._worker, name=f"probes-runlog:{self.path.name}", daemon=True)
             self._thread.start()
         assert self._queue is not None
-        self._queue.put(job)
+        self._queue.put(jobs)
         if wait:
             self._drain()
 
     def _drain(self) -> None:
         if self._queue is not None:
             self._queue.join()
-        if self._error is not None:
-            self._raise_worker_error()
 
     def _worker(self) -> None:
         assert self._queue is not None
         while True:
-            job = self._queue.get()
+            jobs = self._queue.get()
             try:
-                if job is None:
+                if jobs is None:
                     return
-                self._write_job(job)
-            except BaseException as e:
-                if self._error is None:
-                    self._error = e
+                self._outbox.send(jobs, background=True)
+            except BaseException as e:  # pragma: no cover - the outbox records every failure itself
+                self._outbox.note_error(e)
             finally:
                 self._queue.task_done()
 
@@ -443,91 +546,44 @@ class RunWriter:
             self._thread.join()
             self._thread = None
 
-    def _raise_worker_error(self) -> None:
-        err = self._error
-        if isinstance(err, RunLogError):
-            raise err
-        raise RunLogError(f"Writing a shard to {self.path} failed: {type(err).__name__}: {err}") from err
+    def _call_on_flush(self, info: ShardInfo) -> None:
+        if self.on_flush is not None:
+            self.on_flush(info)
 
-    def _write_job(self, job: _Job) -> None:
-        tensors: dict[str, torch.Tensor] = {}
-        spec: dict[str, list[Any]] = {}
-        sources: dict[str, Any] = {}
-        step_min, step_max, n_total = None, None, 0
-        for source, blk in job.blocks.items():
-            parts = {fmt.STEP: blk.steps, fmt.EPOCH: blk.epochs, fmt.TIME: blk.times}
-            for names, stacked in blk.groups:
-                host = stacked.to("cpu")  # one bulk transfer per group of same-dtype, same-shape metrics
-                if len(names) == 1:
-                    parts[names[0]] = host.contiguous()
-                else:
-                    parts.update({m: compact(host[:, k]) for k, m in enumerate(names)})
-            for name, t in parts.items():
-                key = f"{source}/{name}"
-                tensors[key] = t
-                crc = fmt.data_crc(t.reshape(-1).view(torch.uint8).numpy())
-                spec[key] = [st_dtype(t.dtype), list(t.shape), crc]
-            n = len(blk.steps)
-            lo, hi = (int(blk.steps.min()), int(blk.steps.max())) if n else (-1, -1)
-            sources[source] = {
-                "n": n,
-                "metrics": list(blk.names),
-                "step_min": lo,
-                "step_max": hi,
-                "describe": job.describes[source],
-            }
-            if n:
-                step_min = lo if step_min is None else min(step_min, lo)
-                step_max = hi if step_max is None else max(step_max, hi)
-                n_total += n
-        fields = {
-            fmt.K_FORMAT: fmt.FORMAT_NAME,
-            fmt.K_SCHEMA: fmt.SCHEMA_VERSION,
-            fmt.K_SEQ: job.seq,
-            fmt.K_TIMELINE: self.timeline,
-            fmt.K_PARENT: self.parent,
-            fmt.K_FORK: self.fork_step,
-            fmt.K_STATUS: job.status,
-            fmt.K_CREATED: time.time(),
-            fmt.K_RUN: self.run_info,
-            fmt.K_SOURCES: sources,
-            fmt.K_TENSORS: spec,
-            fmt.K_STEPS: {
-                "n": n_total,
-                "min": -1 if step_min is None else step_min,
-                "max": -1 if step_max is None else step_max,
-            },
-        }
-        metadata = {k: fmt.dumps(v) for k, v in fields.items()}
-        metadata[fmt.K_CRC] = str(fmt.canonical_crc(metadata))
-        data = _st_save(tensors, metadata=metadata)
+    def _write_job(self, job: Job) -> ShardInfo:
+        """Encode and durably write one shard (any thread); raises on failure, leaving no file."""
+        from probes.runlog.encode import encode
+        from probes.runlog.files import atomic_write
+
+        data, n_total, step_min, step_max = encode(
+            job,
+            timeline=self.timeline,
+            parent=self.parent,
+            fork_step=self.fork_step,
+            run_info=self.run_info,
+            max_header_bytes=self.max_header_bytes,
+        )
         name = fmt.shard_name(job.seq, self.timeline)
         atomic_write(self.path, name, data)
-        self.n_shards += 1
-        self.n_flushed_records += n_total
-        if self.on_flush is not None:
-            self.on_flush(
-                ShardInfo(
-                    self.path / name,
-                    job.seq,
-                    self.timeline,
-                    n_total,
-                    -1 if step_min is None else step_min,
-                    -1 if step_max is None else step_max,
-                    job.status,
-                )
-            )
+        with self._guard:
+            for source, describe in job.describes.items():
+                if describe is not None and job.describe_version[source] == self._describe_version.get(source):
+                    self._describe_durable[source] = (job.seq, job.describe_version[source])
+            self.n_shards += 1
+            self.n_flushed_records += n_total
+        return ShardInfo(self.path / name, job.seq, self.timeline, n_total, step_min, step_max, job.status)
 
 
-def _check_source(source: Any) -> None:
-    if not isinstance(source, str) or not source or "/" in source:
-        raise ValueError(f"Expected a source name to be a non-empty string without '/', got {source!r}.")
+def _check_int_arg(name: str, value: Any, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        what = "a positive int" if low == 1 else f"an int >= {low}"
+        raise ValueError(f"Expected `{name}` to be {what}, got {value!r}.")
 
 
 def _json_roundtrip(value: Mapping[str, Any], what: str) -> dict[str, Any]:
     try:
         return json.loads(fmt.dumps(dict(value)))
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise ValueError(f"Expected {what} to be JSON-serialisable: {e}") from None
 
 
@@ -552,14 +608,16 @@ _OPEN_WRITERS: weakref.WeakSet[RunWriter] = weakref.WeakSet()
 
 
 @atexit.register
-def _flush_open_writers() -> None:  # pragma: no cover - runs at interpreter exit
-    """Interpreter exit without close(): write what is buffered so it is not lost."""
+def _close_open_writers() -> None:  # pragma: no cover - runs at interpreter exit
+    """Interpreter exit without close(): write what is buffered and mark the run ``interrupted``
+    (its owner never closed it), so that readers and ``probes watch`` see it ended."""
+    import warnings
+
     for writer in list(_OPEN_WRITERS):
         if writer._pid != os.getpid():  # a forked child holds a copy: never write the parent's records twice
             continue
         try:
-            writer.flush(wait=True)
-            writer._stop_worker()
-            writer._lock.release()
-        except Exception:
-            pass
+            writer.close("interrupted")
+        except Exception as e:
+            warnings.warn(f"probes run log {writer.path}: {e}", stacklevel=1)
+
