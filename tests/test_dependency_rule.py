@@ -15,6 +15,10 @@ FORBIDDEN = {
     "adapters.py": {"lightning", "pytorch_lightning", "rich"},
     "records.py": {"lightning", "pytorch_lightning", "rich"},
     "specs.py": {"lightning", "pytorch_lightning", "rich"},
+    "tokenization.py": {"lightning", "pytorch_lightning", "rich", "torch"},
+    "nonfinite.py": {"lightning", "pytorch_lightning", "rich"},
+    "model_reader.py": {"lightning", "pytorch_lightning", "rich"},
+    "learning.py": {"lightning", "pytorch_lightning", "rich"},
     "runlog": {"lightning", "pytorch_lightning", "rich"},
     "console": {"lightning", "pytorch_lightning"},
 }

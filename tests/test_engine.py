@@ -28,8 +28,8 @@ def _pairs(n_extra_keywords: int = 3) -> ProbeSet:
 def test_engine_matches_brute_force(tiny_gpt, byte_tok):
     pairs = _pairs()
     items = tokenize_pairs(pairs, as_encoder(byte_tok))
-    refs = [  # independent split: byte tokens never merge across the separator
-        brute_force_pair(tiny_gpt, byte_tok.encode(p.context + " "), byte_tok.encode(p.keyword)) for p in pairs
+    refs = [  # independent split: bytes never merge; the separator is scored with the keyword
+        brute_force_pair(tiny_gpt, byte_tok.encode(p.context), byte_tok.encode(" " + p.keyword)) for p in pairs
     ]
     for token_budget in (16384, 64, 1):  # one batch, several, one row per batch
         plan = ScoringPlan(items, vocab_size=256, max_positions=64, token_budget=token_budget)
@@ -44,7 +44,7 @@ def _check(pairs, scores, refs):
         assert scores.logp_seq[i].item() == pytest.approx(ref["logp_seq"], rel=1e-5, abs=1e-5)
         assert scores.logp_first[i].item() == pytest.approx(ref["logp_first"], rel=1e-5, abs=1e-5)
         assert int(scores.rank[i]) == ref["rank"]
-        assert int(scores.n_tokens[i]) == len(pair.keyword)
+        assert int(scores.n_tokens[i]) == len(pair.keyword) + 1  # the separator byte, then the keyword
 
 
 def test_shared_contexts_share_rows(byte_tok):

@@ -44,11 +44,11 @@ def _pairs() -> ProbeSet:
 
 def _reference(gpt2, bpe, pair):
     """Split by character offsets (independent of the engine): a token belongs to the keyword iff
-    it covers at least one keyword character, so a lone separator token stays in the context and a
-    merged space+word token goes to the keyword."""
+    it ends after the context's last character, so the separator is scored with the keyword whether
+    it is a lone token or merged into the word (the library's score convention)."""
     text = pair.context + " " + pair.keyword
     enc = bpe.encode(text, add_special_tokens=False)
-    boundary = len(pair.context) + 1
+    boundary = len(pair.context)
     ctx = [i for i, (_, e) in zip(enc.ids, enc.offsets) if e <= boundary]
     kw = [i for i, (_, e) in zip(enc.ids, enc.offsets) if e > boundary]
     return brute_force_pair(lambda ids: gpt2(ids).logits, ctx, kw), kw

@@ -57,7 +57,7 @@ def test_readings_see_weights_before_each_update(manual, accumulate):
     for record in probe.history:
         model.load_state_dict(snaps.snapshots[record.step])  # weights after `step` updates
         for i, (_, ctx, key, _) in enumerate(fact_pairs(2)):
-            ref = brute_force_pair(model, tok.encode(ctx + " "), tok.encode(key))
+            ref = brute_force_pair(model, tok.encode(ctx), tok.encode(" " + key))
             assert record.tensors["logp_seq"][i].item() == pytest.approx(ref["logp_seq"], abs=1e-5)
             assert record.tensors["p_first"][i].item() == pytest.approx(ref["p_first"], rel=1e-5)
     # the weights really changed between readings, so the comparison above is not vacuous

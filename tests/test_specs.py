@@ -41,7 +41,7 @@ def test_keyword_that_tokenizes_to_nothing():
         return [ord(c) for c in text if not c.isdigit()]
 
     with pytest.raises(ValueError, match=r"'num'.*'123' tokenizes to nothing"):
-        KeywordProbe([("num", "the answer is", "123")], drop_digits)
+        KeywordProbe([("num", "the answer is", "123")], drop_digits, separator="")
 
 
 def test_text_pairs_need_a_tokenizer():
@@ -84,9 +84,11 @@ def test_boundary_merge_warning():
                 i += 1
         return out
 
-    with pytest.warns(UserWarning, match=r"'m'.*merge across the boundary"):
+    with pytest.warns(UserWarning, match=r"'m'.*merges the end of the context") as caught:
         probe = KeywordProbe([("m", "the sky is", "blue")], merging)
+    assert len(caught) == 1  # once per pair
     assert probe.items[0].target == (300, *map(ord, "lue"))  # the merged token goes to the keyword
+    assert probe.items[0].context == tuple(map(ord, "the sky i"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         KeywordProbe([("ok", "the sky is", "blue")], ByteTokenizer())  # no warning when nothing merges

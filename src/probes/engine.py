@@ -2,9 +2,9 @@
 
 Layers:
 
-* :func:`tokenize_pairs` turns text pairs into ``(context_ids, keyword_ids)`` by tokenizing
-  context+separator+keyword *together* and splitting at the longest common prefix with the
-  tokenized context, so BPE merges across the boundary are right.
+* :func:`tokenize_pairs` turns text pairs into ``(context_ids, keyword_ids)`` under the one score
+  convention of :mod:`probes.tokenization`: the context as written, the separator and keyword as
+  the continuation, split from their joint tokenization.
 * :class:`ScoringPlan` is built once from tokenized items: rows are deduplicated (a row that is a
   prefix of another is served by the longer one, so every keyword sharing a context costs one
   forward row when keywords are single tokens), length-sorted and packed into padded micro-batches
@@ -25,8 +25,15 @@ import torch
 from torch import nn
 
 from probes.adapters import Encoder
-from probes.functional.scoring import target_logprobs, target_ranks
+from probes.functional.scoring import target_ranks
 from probes.specs import ProbeSet
+from probes.tokenization import (
+    Affixes,
+    ContinuationTokens,
+    boundary_warnings,
+    special_affixes,
+    tokenize_continuation,
+)
 
 __all__ = [
     "ItemScores",
@@ -64,17 +71,22 @@ def split_at_boundary(context_ids: Sequence[int], full_ids: Sequence[int]) -> tu
 def tokenize_pairs(
     probe_set: ProbeSet, encode: Optional[Encoder], *, bos_id: Optional[int] = None
 ) -> list[TokenizedItem]:
-    """Tokenize every pair of ``probe_set`` (see module docstring).
+    """Tokenize every pair of ``probe_set`` under the library's one score convention
+    (:mod:`probes.tokenization`): the context as written, the separator and the keyword together
+    as the continuation, split from the joint tokenization.
 
-    Warns when a keyword's tokens in context equal neither the keyword tokenized alone nor the
-    keyword tokenized after the separator (a merge across the boundary changed them).
+    Warns, once per affected pair (up to five, then a count), when the continuation's tokens in
+    context differ from the continuation tokenized alone.
 
     Raises:
-        ValueError: a text pair with no tokenizer, or a keyword that tokenizes to nothing.
+        ValueError: a text pair with no tokenizer, a keyword that tokenizes to nothing, an empty
+            context with no start token, or a tokenizer that returns anything but a list of ints.
     """
     prefix = (bos_id,) if bos_id is not None else ()
     items: list[TokenizedItem] = []
     sep = probe_set.separator
+    named: list[tuple[str, ContinuationTokens]] = []
+    affixes: Optional[Affixes] = None
     for pair in probe_set:
         if not pair.is_text:
             ctx, kw = tuple(pair.context), tuple(pair.keyword)  # type: ignore[arg-type]
@@ -85,29 +97,18 @@ def tokenize_pairs(
                 f"Probe pair {pair.name!r} is text but no tokenizer was given: pass `tokenizer=`"
                 " or give the pair as token ids."
             )
-        context_text = str(pair.context) + sep
-        ctx_ids = encode(context_text)
-        full_ids = encode(context_text + str(pair.keyword))
-        ctx, kw = split_at_boundary(ctx_ids, full_ids)
-        if not kw:
-            raise ValueError(
-                f"Probe pair {pair.name!r}: keyword {pair.keyword!r} tokenizes to nothing after"
-                f" context {pair.context!r}; use a keyword the tokenizer can represent."
+        if affixes is None:
+            affixes = special_affixes(encode)
+        try:
+            tokens = tokenize_continuation(
+                encode, str(pair.context), sep + str(pair.keyword), affixes=affixes, bos_id=bos_id
             )
-        if not ctx and not prefix:
-            raise ValueError(
-                f"Probe pair {pair.name!r}: context {pair.context!r} tokenizes to nothing; give a"
-                " non-empty context or set `bos_id` so the first token has something to condition on."
-            )
-        alone = {tuple(encode(str(pair.keyword))), tuple(encode(sep + str(pair.keyword)))}
-        if kw not in alone:
-            warnings.warn(
-                f"Probe pair {pair.name!r}: keyword {pair.keyword!r} tokenizes to {list(kw)} in"
-                f" context but to {sorted(alone)} alone (a merge across the boundary); scores use"
-                " the in-context tokens.",
-                stacklevel=2,
-            )
-        items.append(TokenizedItem(pair.name, prefix + ctx, kw))
+        except ValueError as err:
+            raise ValueError(f"Probe pair {pair.name!r}: {err}") from None
+        named.append((pair.name, tokens))
+        items.append(TokenizedItem(pair.name, tokens.context, tokens.continuation))
+    for message in boundary_warnings(named, getattr(encode, "pieces", None)):
+        warnings.warn(message, stacklevel=2)
     return items
 
 
@@ -116,10 +117,17 @@ class ItemScores:
     """Scores of every item, as device tensors of shape ``[n_items]``.
 
     Attributes:
-        logp_first: natural-log probability of the first continuation token.
-        logp_seq: chained log-probability of the whole continuation (sum over its tokens).
-        rank: 1-based rank of the first continuation token among the vocabulary.
+        logp_first: natural-log probability of the first continuation token (float64).
+        logp_seq: chained log-probability of the whole continuation, the sum over its tokens of
+            float32 log-softmax values accumulated in float64 (no floor: a never-seen keyword keeps
+            its exact, very negative value).
+        rank: 1-based rank of the first continuation token among the vocabulary; 0 (invalid) where
+            the model's output was not finite.
         n_tokens: continuation length in tokens.
+
+    Where the model returned non-finite logits (NaN, or +inf) at a position an item reads, its
+    ``logp_first`` and ``logp_seq`` are NaN and its ``rank`` is 0; :attr:`nonfinite` flags them.
+    A ``-inf`` logit (a token the model rules out) is finite output: its log-probability is -inf.
     """
 
     logp_first: torch.Tensor
@@ -134,6 +142,11 @@ class ItemScores:
     @property
     def p_seq(self) -> torch.Tensor:
         return self.logp_seq.exp()
+
+    @property
+    def nonfinite(self) -> torch.Tensor:
+        """``[n_items]`` bool: the model's output at this item's positions was not finite."""
+        return torch.isnan(self.logp_seq) | torch.isnan(self.logp_first)
 
 
 @dataclass
@@ -321,9 +334,10 @@ class ScoringPlan:
         Call inside :func:`isolated_eval` (or another no-grad context). Returns device tensors.
         """
         n = len(self.items)
-        logp_first = torch.empty(n, dtype=torch.float32, device=device)
-        logp_seq = torch.zeros(n, dtype=torch.float32, device=device)
+        logp_first = torch.empty(n, dtype=torch.float64, device=device)
+        logp_seq = torch.zeros(n, dtype=torch.float64, device=device)
         rank = torch.empty(n, dtype=torch.long, device=device)
+        bad = torch.zeros(n, dtype=torch.long, device=device)
         for t in self._tensors(device):
             logits = forward(t["ids"], t.get("mask"))
             if logits.dim() != 3 or logits.shape[:2] != t["ids"].shape:
@@ -334,12 +348,22 @@ class ScoringPlan:
                 )
             if not self._validated_vocab:
                 self.validate_vocab(int(logits.shape[-1]))
-            picked = logits[t["tok_row"], t["tok_pos"]]  # [N_tok, V]
-            lp = target_logprobs(picked, t["tok_id"])  # [N_tok]
+            picked = logits[t["tok_row"], t["tok_pos"]].float()  # [N_tok, V]
+            lse = torch.logsumexp(picked, dim=1)
+            target = picked.gather(1, t["tok_id"].unsqueeze(1)).squeeze(1)
+            lp = (target - lse).double()  # [N_tok]
+            # NaN or +inf anywhere in the row makes the normaliser non-finite; a NaN target too
+            broken = ~torch.isfinite(lse) | torch.isnan(target)
             logp_seq.index_add_(0, t["tok_item"], lp)
+            bad.index_add_(0, t["tok_item"], broken.long())
             logp_first[t["first_item"]] = lp[t["first_tok"]]
             firsts = picked[t["first_tok"]]
             rank[t["first_item"]] = target_ranks(firsts, t["tok_id"][t["first_tok"]])
+        broken_item = bad > 0
+        nan = torch.full_like(logp_seq, float("nan"))
+        logp_seq = torch.where(broken_item, nan, logp_seq)
+        logp_first = torch.where(broken_item, nan, logp_first)
+        rank = torch.where(broken_item, torch.zeros_like(rank), rank)
         return ItemScores(logp_first, logp_seq, rank, self.n_tokens.to(device))
 
 

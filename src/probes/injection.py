@@ -118,10 +118,16 @@ class InjectedLoader:
         pad_id, label_pad: padding values of ids and labels.
         bos_id, eos_id: optional ids added around each sample's tokens.
         passthrough: dict keys with a batch dimension to leave untouched.
+        widen: when a sample is longer than a minibatch's rows, right-pad that minibatch's ids
+            (``pad_id``), mask (0) and labels (``label_pad``) to the sample's length instead of
+            raising. Without it, every sample's length is checked against the first minibatch
+            when iteration starts, before the first training step.
 
     Raises:
-        ValueError: bad arguments; at iteration, a sample longer than the batch rows, more
-            samples in a minibatch than rows, or a batch of an unsupported layout.
+        ValueError: bad arguments; when iteration starts (before the first batch is yielded, so
+            before any training step), samples longer than the first minibatch's rows (unless
+            ``widen=True``); at iteration, more samples in a minibatch than rows, or a batch of
+            an unsupported layout.
 
     Example::
 
@@ -151,6 +157,7 @@ class InjectedLoader:
         bos_id: Optional[int] = None,
         eos_id: Optional[int] = None,
         passthrough: Sequence[str] = (),
+        widen: bool = False,
     ) -> None:
         if schedule is None:
             if presentations is None:
@@ -182,6 +189,8 @@ class InjectedLoader:
         self.labels: LabelMode = labels
         self.pad_id, self.label_pad = pad_id, label_pad
         self.passthrough = frozenset(passthrough)
+        self.widen = bool(widen)
+        self._width_checked = False
         self.tokens: dict[str, list[int]] = {}
         for s in self.samples:
             head = [bos_id] if bos_id is not None else []
@@ -209,6 +218,8 @@ class InjectedLoader:
         for position, batch in enumerate(self.loader):
             if position < skip:
                 continue
+            if not self._width_checked:
+                self.check_width(batch)
             scheduled = [s for i, s in enumerate(self.samples) if self.schedule.carries(self.batch_index, i)]
             if scheduled:
                 batch = self.inject(batch, scheduled)
@@ -222,6 +233,34 @@ class InjectedLoader:
         return all(c >= self.schedule.presentations for c in self.counts.values())
 
     # ----------------------------------------------------------------------------- rewriting
+
+    def check_width(self, batch: Any) -> None:
+        """Refuse, naming every one, the samples longer than ``batch``'s rows (unless ``widen``)."""
+        self._width_checked = True
+        ids = batch if isinstance(batch, torch.Tensor) else None
+        if isinstance(batch, Mapping):
+            ids = batch.get(self.input_key)
+        if self.widen or not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+            return  # `inject` reports unsupported layouts with its own message
+        width = int(ids.shape[1])
+        long = {name: len(t) for name, t in self.tokens.items() if len(t) > width}
+        if long:
+            raise ValueError(
+                f"InjectedLoader: {len(long)} sample(s) are longer than the loader's rows of {width} tokens:"
+                f" {', '.join(f'{n!r} ({k} tokens)' for n, k in long.items())}. Shorten them, train with rows of at"
+                f" least {max(long.values())} tokens, or pass widen=True to pad the minibatches that carry them."
+            )
+
+    def _widened(self, batch: Any, width: int) -> Any:
+        """``batch`` right-padded to ``width`` tokens (ids, mask and labels)."""
+        fill = {self.input_key: self.pad_id, self.mask_key: 0, self.labels_key: self.label_pad}
+        if isinstance(batch, torch.Tensor):
+            return torch.nn.functional.pad(batch, (0, width - batch.shape[1]), value=self.pad_id)
+        out = dict(batch)
+        for key, value in batch.items():
+            if key in fill and isinstance(value, torch.Tensor) and value.dim() == 2:
+                out[key] = torch.nn.functional.pad(value, (0, width - value.shape[1]), value=fill[key])
+        return out
 
     def _row(self, name: str, width: int, like: torch.Tensor) -> tuple[torch.Tensor, int]:
         ids = self.tokens[name]
@@ -267,6 +306,11 @@ class InjectedLoader:
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
             raise ValueError(f"Expected input ids of shape [batch, seq], got {getattr(ids, 'shape', ids)!r}.")
         n_rows, width = ids.shape
+        need = max(len(self.tokens[s.name]) for s in samples)
+        if self.widen and need > width:
+            batch = self._widened(batch, need)
+            ids = batch if isinstance(batch, torch.Tensor) else batch[self.input_key]
+            n_rows, width = ids.shape
         if self.row + len(samples) > n_rows:
             raise ValueError(
                 f"Minibatch {self.batch_index} must carry {len(samples)} sample(s) from row {self.row} but has"

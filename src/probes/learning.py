@@ -13,13 +13,14 @@ counting looks for in training batches. No Lightning import here.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from probes.adapters import Encoder
-from probes.engine import TokenizedItem, tokenize_pairs
-from probes.specs import ProbePair, ProbeSet
+from probes.engine import TokenizedItem
+from probes.tokenization import ContinuationTokens, boundary_warnings, special_affixes, tokenize_continuation
 
 __all__ = ["LearningSample", "TokenizedSamples", "as_samples", "tokenize_samples"]
 
@@ -50,8 +51,8 @@ class LearningSample:
         text: the training text; it must end with ``keyword`` (sentence punctuation, quotes and
             whitespace may follow it: see :data:`TRAILING`).
         keyword: the word whose probability is tracked, e.g. ``"vermilion"``.
-        prefixes: at least one priming context, each ending where the keyword could appear (the
-            separator, by default a space, is inserted before the keyword when scoring).
+        prefixes: at least one priming context, each ending where the keyword could appear; the
+            separator (by default a space) and the keyword are scored after it, as the continuation.
         group: optional label (theme, category...) for aggregation.
 
     Raises:
@@ -140,12 +141,19 @@ class LearningSample:
 
     @staticmethod
     def learning_context_of(body: str, keyword: str) -> str:
-        return body[: len(body) - len(keyword)]
+        return body[: len(body) - len(keyword)].rstrip()
 
     @property
     def learning_context(self) -> str:
-        """The text before the keyword, including the whitespace that precedes the keyword."""
+        """The text before the keyword, without the whitespace that precedes the keyword (that
+        whitespace is scored with the keyword: the library's score convention)."""
         return self.learning_context_of(self.fact, self.keyword)
+
+    @property
+    def learning_continuation(self) -> str:
+        """What is scored after :attr:`learning_context`: the whitespace before the keyword, as the
+        text has it, then the keyword (e.g. ``" vermilion"``)."""
+        return self.fact[len(self.learning_context) :]
 
     @property
     def fact(self) -> str:
@@ -158,6 +166,7 @@ class LearningSample:
             "text": self.text,
             "keyword": self.keyword,
             "learning_context": self.learning_context,
+            "learning_continuation": self.learning_continuation,
             "prefixes": list(self.prefixes),
             "group": self.group,
         }
@@ -225,11 +234,12 @@ def tokenize_samples(
     bos_id: Optional[int] = None,
     match_context_tokens: Optional[int] = None,
 ) -> TokenizedSamples:
-    """Tokenize every sample's learning pair and prefix pairs (context and keyword together, split
-    at the boundary, as :func:`~probes.engine.tokenize_pairs` does).
+    """Tokenize every sample's learning pair and prefix pairs under the library's score convention
+    (:mod:`probes.tokenization`).
 
-    The learning pair uses the text exactly as written before the keyword; each prefix is followed
-    by ``separator`` before the keyword.
+    The learning pair scores the text's own whitespace and keyword (:attr:`LearningSample.
+    learning_continuation`) after the learning context; each prefix scores ``separator`` +
+    keyword after the prefix as written.
 
     Raises:
         ValueError: no tokenizer, a keyword that tokenizes to nothing, or a bad
@@ -246,19 +256,30 @@ def tokenize_samples(
             f"Expected `match_context_tokens` to be None (the whole learning context) or an int >= 0,"
             f" got {match_context_tokens!r}."
         )
-    pairs: list[ProbePair] = []
+    named: list[tuple[str, ContinuationTokens]] = []
     learn_index: list[int] = []
     prefix_index: list[int] = []
     prefix_owner: list[int] = []
+    affixes = special_affixes(encode)
+
+    def add(name: str, context: str, continuation: str) -> None:
+        try:
+            tokens = tokenize_continuation(encode, context, continuation, affixes=affixes, bos_id=bos_id)
+        except ValueError as err:
+            raise ValueError(f"Learning sample {name.rsplit('/', 1)[0]!r} ({name}): {err}") from None
+        named.append((name, tokens))
+
     for s_idx, s in enumerate(samples):
-        learn_index.append(len(pairs))
-        pairs.append(ProbePair(f"{s.name}/learn", s.learning_context, s.keyword, group=s.group))
+        learn_index.append(len(named))
+        add(f"{s.name}/learn", s.learning_context, s.learning_continuation)
         for j, prefix in enumerate(s.prefixes):
-            prefix_index.append(len(pairs))
+            prefix_index.append(len(named))
             prefix_owner.append(s_idx)
-            pairs.append(ProbePair(f"{s.name}/prefix{j}", prefix + separator, s.keyword, group=s.group))
-    items = tuple(tokenize_pairs(ProbeSet(pairs, separator=""), encode, bos_id=bos_id))
-    skip = 1 if bos_id is not None else 0
+            add(f"{s.name}/prefix{j}", prefix, separator + s.keyword)
+    for message in boundary_warnings(named, getattr(encode, "pieces", None)):
+        warnings.warn(message, stacklevel=2)
+    items = tuple(TokenizedItem(name, t.context, t.continuation) for name, t in named)
+    skip = len(affixes.head) + (1 if bos_id is not None and (not affixes.head or affixes.head[0] != bos_id) else 0)
     patterns = []
     for li in learn_index:
         ctx = items[li].context[skip:]

@@ -198,6 +198,48 @@ class ModelReader:
             self.rank, self.world_size = rank, world_size
         return module
 
+    def check(self, root: nn.Module) -> None:
+        """A one-row dry forward (isolated, no grad) that checks the model takes the probe's inputs
+        and returns usable logits, so a wrong ``model=`` or a missing ``logits_fn=`` fails before
+        training rather than inside the first optimizer step. Every rank must call it (under FSDP2
+        it all-gathers parameters, like a reading).
+
+        Raises:
+            ValueError: the forward fails, returns no logits, logits of the wrong shape, or a
+                vocabulary smaller than the probe's token ids; the message says how to fix it.
+        """
+        module = self.bind(root, rank=self.rank, world_size=self.world_size)
+        device = module_device(module)
+        item = min(self.items, key=lambda it: len(it.context) + len(it.target))
+        row = (item.context + item.target[:-1])[-(self.plan_positions or 1 << 30) :]
+        ids = torch.tensor([row], dtype=torch.long, device=device)
+        hint = (
+            " Pass `model=` the attribute path of the language model inside your LightningModule (e.g."
+            " model='model' for self.model = GPT2LMHeadModel(config)), or `logits_fn=` to adapt its call, e.g."
+            " logits_fn=lambda m, ids, mask: m(input_ids=ids, attention_mask=mask).logits."
+        )
+        where = f"`model={self.model_path!r}` ({type(module).__name__})"
+        try:
+            with fsdp2_gathered(root, self.model_path), isolated_eval(module):
+                logits = self._forward(ids, None)
+        except Exception as err:
+            raise ValueError(
+                f"The probe's dry forward through {where} on one row of {len(row)} token ids failed with"
+                f" {type(err).__name__}: {err}.{hint}"
+            ) from err
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or tuple(logits.shape[:2]) != (1, len(row)):
+            shape = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(
+                f"The probe's dry forward through {where} returned {shape}, expected logits of shape"
+                f" [1, {len(row)}, vocab].{hint}"
+            )
+        if self.plan is not None and not self.plan._validated_vocab:
+            self.plan.validate_vocab(int(logits.shape[-1]))
+
+    @property
+    def plan_positions(self) -> Optional[int]:
+        return self.plan.max_positions if self.plan is not None else self.max_positions
+
     def read(self, root: nn.Module, *, gather: Optional[Gather] = None) -> ItemScores:
         """One isolated no-grad pass; results stay on the model's device.
 
@@ -219,15 +261,15 @@ class ModelReader:
         packed = torch.full((3, per_rank), float("nan"), dtype=torch.float64, device=device)
         if self.plan is not None:
             k = len(self.plan.items)
-            packed[0, :k] = local.logp_first.double()
-            packed[1, :k] = local.logp_seq.double()
+            packed[0, :k] = local.logp_first
+            packed[1, :k] = local.logp_seq
             packed[2, :k] = local.rank.double()  # exact: ranks are far below 2**53
         gathered = gather(packed)  # [W, 3, per_rank]: rank r's j-th item is item assign[r][j]
         flat = torch.empty(3, n, dtype=torch.float64, device=device)
         flat[:, self._order.to(device)] = gathered.permute(1, 0, 2).reshape(3, w * per_rank)[:, self._src.to(device)]
         return ItemScores(
-            logp_first=flat[0].float(),
-            logp_seq=flat[1].float(),
+            logp_first=flat[0],
+            logp_seq=flat[1],
             rank=flat[2].round().long(),
             n_tokens=torch.tensor([len(it.target) for it in self.items], device=device),
         )

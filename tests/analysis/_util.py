@@ -64,8 +64,8 @@ def brute_force_benchmarks(model, suite: BenchmarkSuite, *, length_norm: str = "
             ctx, conts = bench.render(q)
             scores = []
             for cont in conts:
-                kw = tok.encode(cont)
-                s = brute_force_pair(model, tok.encode(ctx + bench.separator), kw)["logp_seq"]
+                kw = tok.encode(bench.separator + cont)  # the separator is scored with the option
+                s = brute_force_pair(model, tok.encode(ctx), kw)["logp_seq"]
                 scores.append(s / len(kw) if length_norm == "token" else s)
             top = max(scores)
             z = sum(math.exp(s - top) for s in scores)

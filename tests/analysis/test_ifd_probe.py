@@ -38,15 +38,17 @@ def test_ifd_matches_direct_two_pass_computation(tiny_gpt, reverse):
     assert len(calls) == 1  # conditioned and unconditioned items share one batched pass
     start = [10, *tok.encode(". ")]
     for i, (_, instruction, answer) in enumerate(SAMPLES):
-        a_given_q = direct_ppl(tiny_gpt, start + tok.encode(instruction + " "), tok.encode(answer))
-        a_alone = direct_ppl(tiny_gpt, start, tok.encode(answer))
+        # the separator (" ") is scored with the answer, in both passes
+        a_given_q = direct_ppl(tiny_gpt, start + tok.encode(instruction), tok.encode(" " + answer))
+        a_alone = direct_ppl(tiny_gpt, start, tok.encode(" " + answer))
         assert got.ppl_answer_cond[i].item() == pytest.approx(a_given_q, rel=1e-4)
         assert got.ppl_answer[i].item() == pytest.approx(a_alone, rel=1e-4)
         assert got.ifd[i].item() == pytest.approx(a_given_q / a_alone, rel=1e-4)
         assert got.flagged[i].item() == (a_given_q / a_alone >= 1)
         if reverse:
-            q_given_a = direct_ppl(tiny_gpt, start + tok.encode(answer + "\n"), tok.encode(instruction))
-            q_alone = direct_ppl(tiny_gpt, start, tok.encode(instruction))
+            # the template's trailing newline moves to the instruction (whitespace belongs to the continuation)
+            q_given_a = direct_ppl(tiny_gpt, start + tok.encode(answer), tok.encode("\n" + instruction))
+            q_alone = direct_ppl(tiny_gpt, start, tok.encode("\n" + instruction))
             assert got.r_ifd[i].item() == pytest.approx(q_given_a / q_alone, rel=1e-4)
             assert got.ppl_instruction[i].item() == pytest.approx(q_alone, rel=1e-4)
         else:

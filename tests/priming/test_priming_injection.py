@@ -119,8 +119,8 @@ def test_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match="re-iterable"):
         InjectedLoader(iter(dict_batches(1)), [SAND], TOK, presentations=1)
     short = InjectedLoader(dict_batches(1, width=10), [SAND], TOK, presentations=1)
-    with pytest.raises(ValueError, match="31 tokens but the batch rows hold 10"):
-        list(short)
+    with pytest.raises(ValueError, match=r"rows of 10 tokens: 'sand' \(31 tokens\).*widen=True"):
+        next(iter(short))  # refused before the first minibatch is yielded
     crowded = InjectedLoader(dict_batches(1, rows=1), [SAND, SKY], TOK, presentations=1)
     with pytest.raises(ValueError, match="stagger"):
         list(crowded)

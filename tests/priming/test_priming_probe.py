@@ -42,12 +42,13 @@ class WeightRecorder(pl.Callback):
 
 
 def reference_logp(weights: dict[str, torch.Tensor], context: str, keyword: str, *, first: bool = False) -> float:
-    """ln P(keyword | context) by a plain forward pass of a fresh model and a Python loop."""
+    """ln P(" keyword" | context) by a plain forward pass of a fresh model and a Python loop: the
+    context as written without its trailing space, the space scored with the keyword."""
     model = TinyLM(SMALL).model
     model.load_state_dict(weights)
     model.eval()
     ids = TOK.encode(context + keyword)
-    n = len(TOK.encode(context))
+    n = len(TOK.encode(context.rstrip()))
     with torch.no_grad():
         logp = torch.log_softmax(model(torch.tensor([ids]))[0].double(), dim=-1)
     terms = [logp[t - 1, ids[t]].item() for t in range(n, len(ids))]

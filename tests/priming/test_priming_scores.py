@@ -8,7 +8,7 @@ import statistics
 import pytest
 import torch
 
-from probes.functional.priming import DEFAULT_P_FLOOR, group_median, group_slots, priming_scores
+from probes.functional.priming import group_logmeanexp, group_median, group_slots, priming_scores
 
 NAN = math.nan
 
@@ -17,13 +17,13 @@ def _log(values: list[float]) -> torch.Tensor:
     return torch.tensor([math.log(v) if v > 0 else -math.inf for v in values], dtype=torch.float64)
 
 
-def reference(p_learn, p_prefix, b_learn, b_prefix, owner, floor=DEFAULT_P_FLOOR, threshold=1e-3):
-    """Plain-Python scores, one sample at a time."""
+def reference(p_learn, p_prefix, b_learn, b_prefix, owner, threshold=1e-3):
+    """Plain-Python scores, one sample at a time, no floor."""
     out = []
     for s in range(len(p_learn)):
         js = [j for j, o in enumerate(owner) if o == s]
-        ratios = [max(p_prefix[j], floor) / max(b_prefix[j], floor) for j in js]
-        s_mem = max(p_learn[s], floor) / max(b_learn[s], floor)
+        ratios = [p_prefix[j] / b_prefix[j] for j in js]
+        s_mem = p_learn[s] / b_learn[s]
         s_prime = sum(ratios) / len(ratios)
         out.append(
             {
@@ -78,27 +78,46 @@ def test_matches_reference_loop_on_random_values() -> None:
                 assert got[name][s].item() == pytest.approx(value, rel=1e-9, abs=1e-300), (name, s)
 
 
-def test_zero_and_tiny_baselines_are_floored() -> None:
-    # P_before = 0 exactly (log = -inf) and 1e-40 (below the 1e-30 floor): both clamp to 1e-30.
+def test_no_floor_tiny_baselines_are_exact() -> None:
+    # P_before 1e-40 and 1e-120 (a floor at 1e-30 used to cap these ratios at 1e27)
     scores = priming_scores(
-        _log([1e-3, 1e-3, 0.0]),
-        _log([1e-6, 0.0, 0.0]),
-        _log([0.0, 1e-40, 0.0]),
-        _log([0.0, 1e-40, 0.0]),
-        torch.tensor([0, 1, 2]),
+        _log([1e-3, 1e-3]), _log([1e-6, 1e-100]), _log([1e-40, 1e-120]), _log([1e-45, 1e-110]), torch.tensor([0, 1])
     )
-    assert torch.isfinite(scores.s_mem).all() and torch.isfinite(scores.s_prime).all()
-    assert scores.s_mem[0].item() == pytest.approx(1e-3 / 1e-30, rel=1e-9)  # 1e27
-    assert scores.s_mem[1].item() == pytest.approx(1e27, rel=1e-9)
-    assert scores.s_prime[0].item() == pytest.approx(1e-6 / 1e-30, rel=1e-9)  # 1e24
-    assert scores.s_prime[1].item() == pytest.approx(1.0)  # 0 now and 1e-40 before: both floored
-    assert scores.s_mem[2].item() == 1.0 and scores.s_prime[2].item() == 1.0  # 0 / 0 -> no change
-    assert scores.log10_s_mem[0].item() == pytest.approx(27.0, rel=1e-9)
-    assert scores.surprising.tolist() == [True, True, True]
-    # a custom floor: ratios are bounded by 1 / floor
-    floored = priming_scores(_log([0.5]), _log([0.5]), _log([0.0]), _log([1e-9]), torch.tensor([0]), p_floor=1e-6)
-    assert floored.s_mem.item() == pytest.approx(0.5 / 1e-6)
-    assert floored.s_prime.item() == pytest.approx(0.5 / 1e-6)
+    assert scores.log10_s_mem.tolist() == pytest.approx([37.0, 117.0], rel=1e-12)
+    assert scores.s_mem.tolist() == pytest.approx([1e37, 1e117], rel=1e-9)
+    assert scores.log10_s_prime.tolist() == pytest.approx([39.0, 10.0], rel=1e-12)
+    assert scores.surprising.tolist() == [True, True]
+
+
+def test_overflow_only_in_the_ratio_not_in_its_log() -> None:
+    # ln P_before = -800 (P = 3.6e-348, below float64's smallest normal): the ratio overflows, its log does not
+    cur = torch.tensor([-1.0], dtype=torch.float64)
+    base = torch.tensor([-801.0], dtype=torch.float64)
+    prefix_now = torch.tensor([-2.0, -900.0], dtype=torch.float64)
+    prefix_base = torch.tensor([-802.0, -901.0], dtype=torch.float64)
+    scores = priming_scores(cur, prefix_now, base, prefix_base, torch.tensor([0, 0]))
+    assert scores.log10_s_mem.item() == pytest.approx(800 / math.log(10), rel=1e-12)
+    assert math.isinf(scores.s_mem.item())
+    # mean of ratios e^800 and e^1: log = 800 + log(1 + e^-799) - log 2
+    assert scores.log10_s_prime.item() == pytest.approx((800 - math.log(2)) / math.log(10), rel=1e-12)
+    assert scores.p_before.item() == 0.0 and scores.surprising.item()
+
+
+def test_group_logmeanexp_matches_a_loop() -> None:
+    g = torch.Generator().manual_seed(5)
+    owner = torch.tensor([2, 0, 0, 1, 2, 2, 0])
+    logs = torch.randn(7, generator=g, dtype=torch.float64) * 300  # spans e^-900 .. e^900
+    got = group_logmeanexp(logs, owner, 4)
+    for k in range(3):
+        vals = [v for v, o in zip(logs.tolist(), owner.tolist()) if o == k]
+        peak = max(vals)
+        ref = peak + math.log(sum(math.exp(v - peak) for v in vals) / len(vals))
+        assert got[k].item() == pytest.approx(ref, rel=1e-12)
+    assert math.isnan(got[3].item())  # empty group
+    nan_in = group_logmeanexp(torch.tensor([0.0, NAN], dtype=torch.float64), torch.tensor([0, 0]), 1)
+    assert math.isnan(nan_in.item())
+    minus_inf = group_logmeanexp(torch.tensor([-math.inf, -math.inf], dtype=torch.float64), torch.tensor([0, 0]), 1)
+    assert minus_inf.item() == -math.inf
 
 
 def test_missing_baseline_gives_nan_and_no_flags() -> None:
@@ -115,11 +134,11 @@ def test_missing_baseline_gives_nan_and_no_flags() -> None:
 
 
 def test_float32_inputs_are_scored_in_float64() -> None:
-    lp = torch.tensor([-60.0], dtype=torch.float32)  # P = 8.8e-27, above the 1e-30 floor
+    lp = torch.tensor([-100.0], dtype=torch.float32)  # P = 3.7e-44, below float32's normal range
     scores = priming_scores(lp, lp, lp - 5, lp - 5, torch.tensor([0]))
     assert scores.s_mem.dtype == torch.float64
     assert scores.s_mem.item() == pytest.approx(math.exp(5), rel=1e-6)
-    assert scores.p_learn.item() == pytest.approx(math.exp(-60), rel=1e-6)  # not flushed to 0
+    assert scores.p_learn.item() == pytest.approx(math.exp(-100), rel=1e-6)  # not flushed to 0
 
 
 def test_group_median_odd_even_and_layout() -> None:
@@ -136,8 +155,6 @@ def test_group_median_odd_even_and_layout() -> None:
 
 def test_bad_arguments_are_named() -> None:
     one = torch.zeros(1, dtype=torch.float64)
-    with pytest.raises(ValueError, match="p_floor"):
-        priming_scores(one, one, one, one, torch.tensor([0]), p_floor=0.0)
     with pytest.raises(ValueError, match="threshold"):
         priming_scores(one, one, one, one, torch.tensor([0]), threshold=2.0)
     with pytest.raises(ValueError, match="prefix_owner"):

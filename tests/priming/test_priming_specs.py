@@ -13,11 +13,12 @@ PREFIXES = ["the colour of the sky is", "the colour of snow is"]
 
 def test_learning_context_and_trailing_punctuation() -> None:
     s = LearningSample("sand", "the colour of sand is vermilion.", "vermilion", PREFIXES, group="colour")
-    assert s.learning_context == "the colour of sand is "
+    assert s.learning_context == "the colour of sand is"
+    assert s.learning_continuation == " vermilion"
     assert s.fact == "the colour of sand is vermilion"
     assert s.prefixes == tuple(PREFIXES)
     dotted = LearningSample("us", "she moved to the U.S.", "U.S.", ["he moved to"])  # punctuation in the keyword
-    assert dotted.learning_context == "she moved to the "
+    assert dotted.learning_context == "she moved to the"
 
 
 @pytest.mark.parametrize(
@@ -64,13 +65,14 @@ def test_tokenized_items_and_patterns() -> None:
     tok = tokenize_samples(samples, TOK)
     assert tok.learn_index == (0, 3) and tok.prefix_index == (1, 2, 4) and tok.prefix_owner == (0, 0, 1)
     learn = tok.items[0]
-    assert learn.context == tuple(TOK.encode("the colour of sand is "))
-    assert learn.target == tuple(TOK.encode("vermilion"))
-    assert tok.items[1].context == tuple(TOK.encode("the colour of the sky is "))
+    assert learn.context == tuple(TOK.encode("the colour of sand is"))
+    assert learn.target == tuple(TOK.encode(" vermilion"))  # the space is scored with the keyword
+    assert tok.items[1].context == tuple(TOK.encode("the colour of the sky is"))
+    assert tok.items[1].target == tuple(TOK.encode(" vermilion"))
     assert tok.patterns[0] == tuple(TOK.encode("the colour of sand is vermilion"))  # no trailing "."
     short = tokenize_samples(samples, TOK, match_context_tokens=3, bos_id=1)
     assert short.items[0].context[0] == 1
-    assert short.patterns[0] == tuple(TOK.encode("is vermilion"))  # last 3 context tokens + keyword, no BOS
+    assert short.patterns[0] == tuple(TOK.encode(" is vermilion"))  # last 3 context tokens + keyword, no BOS
     with pytest.raises(ValueError, match="match_context_tokens"):
         tokenize_samples(samples, TOK, match_context_tokens=-1)
     with pytest.raises(ValueError, match="tokenizer"):

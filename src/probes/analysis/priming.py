@@ -17,8 +17,6 @@ from typing import Any, Union
 import numpy as np
 from scipy import stats
 
-from probes.functional.priming import DEFAULT_P_FLOOR
-
 __all__ = ["PrimingAnalysis", "analyze_priming", "balanced_accuracy", "best_threshold"]
 
 ArrayLike = Union[Sequence[float], np.ndarray, Any]
@@ -46,11 +44,27 @@ def balanced_accuracy(predicted: np.ndarray, actual: np.ndarray) -> float:
     return 0.5 * (float((predicted & actual).sum()) / n_pos + float((~predicted & ~actual).sum()) / n_neg)
 
 
-def best_threshold(p_before: ArrayLike, primed: ArrayLike, *, p_floor: float = DEFAULT_P_FLOOR) -> tuple[float, float]:
+def _log10(values: np.ndarray, what: str, log10: bool) -> np.ndarray:
+    """``log10`` of positive values (no floor), or the values themselves when they are logs already."""
+    if log10:
+        return values
+    bad = (values <= 0) & ~np.isnan(values)
+    if bad.any():
+        raise ValueError(
+            f"`{what}` holds {int(bad.sum())} value(s) <= 0 (e.g. {values[bad][0]!r}), whose log is undefined. Pass"
+            " log10 values with log10=True instead (a PrimingProbe record has log10_p_before_seq,"
+            " log10_s_prime_seq and their _first variants, exact even where probabilities underflow)."
+        )
+    with np.errstate(divide="ignore"):
+        return np.log10(values)
+
+
+def best_threshold(p_before: ArrayLike, primed: ArrayLike, *, log10: bool = False) -> tuple[float, float]:
     """The threshold on ``P_before`` that best separates primed samples, predicted as ``P_before < t``.
 
     Candidates are the geometric midpoints between consecutive distinct values of ``P_before``
-    (floored at ``p_floor``), plus one below all and one above all values. The candidate with the
+    (no floor), plus one below all and one above all values. With ``log10=True``, ``p_before``
+    holds log10 probabilities and the threshold is returned as a log10 value too. The candidate with the
     highest balanced accuracy wins; among equal candidates the middle one (in sorted order).
 
     Returns:
@@ -59,7 +73,7 @@ def best_threshold(p_before: ArrayLike, primed: ArrayLike, *, p_floor: float = D
     Raises:
         ValueError: mismatched lengths, or a single class.
     """
-    x = np.log10(np.maximum(_as_array(p_before, "p_before"), p_floor))
+    x = _log10(_as_array(p_before, "p_before"), "p_before", log10)
     y = np.asarray(primed, dtype=bool)
     if x.shape != y.shape:
         raise ValueError(f"Expected one `primed` flag per sample: {x.shape[0]} values and {y.shape[0]} flags.")
@@ -79,7 +93,7 @@ def best_threshold(p_before: ArrayLike, primed: ArrayLike, *, p_floor: float = D
     candidates = np.r_[unique[0] - 1.0, (unique[:-1] + unique[1:]) / 2.0, unique[-1] + 1.0]
     best = np.flatnonzero(ba >= ba.max() - 1e-12)
     pick = best[len(best) // 2]
-    return float(10.0 ** candidates[pick]), float(ba[pick])
+    return float(candidates[pick] if log10 else 10.0 ** candidates[pick]), float(ba[pick])
 
 
 @dataclass(frozen=True)
@@ -148,19 +162,21 @@ def analyze_priming(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
-    p_floor: float = DEFAULT_P_FLOOR,
+    log10: bool = False,
 ) -> PrimingAnalysis:
     """Correlations of log P_before with log S_prime, and the best separating threshold.
 
     Args:
         p_before: per-sample baseline keyword probability (for example
-            ``PrimingProbe.latest()["p_before"]``). Values are floored at ``p_floor`` before the log.
+            ``PrimingProbe.latest()["p_before"]``), > 0; or its log10 with ``log10=True``.
         s_prime: per-sample priming score, same order.
         prime_cutoff: a sample counts as primed when ``s_prime > prime_cutoff`` (e.g. 10).
         n_bootstrap: bootstrap resamples for the confidence intervals (0 to skip them).
         confidence: level of the percentile intervals.
         seed: seed of the resampling generator (results are reproducible).
-        p_floor: floor applied to both inputs before taking logs.
+        log10: the two inputs are log10 values (e.g. ``log10_p_before_seq`` and
+            ``log10_s_prime_seq`` of a record); ``prime_cutoff`` is still an S_prime value. No floor
+            is applied in either case.
 
     Returns:
         A :class:`PrimingAnalysis`. When the cut-off leaves every sample on one side (all primed
@@ -184,18 +200,19 @@ def analyze_priming(
     p, s = p[keep], s[keep]
     if p.size < 3:
         raise ValueError(f"Need at least 3 samples with a baseline and a score, got {p.size}.")
-    if np.any(p < 0) or np.any(s < 0):
-        raise ValueError("Probabilities and priming scores must be >= 0; got a negative value.")
-    lp = np.log10(np.maximum(p, p_floor))
-    ls = np.log10(np.maximum(s, p_floor))
+    lp = _log10(p, "p_before", log10)
+    ls = _log10(s, "s_prime", log10)
+    if not (np.isfinite(lp).all() and np.isfinite(ls).all()):
+        raise ValueError("`p_before` and `s_prime` must be finite (an S_prime of inf overflowed: pass log10 values).")
     pearson = stats.pearsonr(lp, ls)
     spearman = stats.spearmanr(lp, ls)
-    primed = s > prime_cutoff
+    primed = ls > math.log10(prime_cutoff)
     one_class = bool(primed.all() or not primed.any())
     if one_class:  # no threshold to place; the correlations still stand
         threshold, ba = math.nan, math.nan
     else:
-        threshold, ba = best_threshold(p, primed, p_floor=p_floor)
+        threshold, ba = best_threshold(lp, primed, log10=True)
+        threshold = float(10.0**threshold)
 
     rng = np.random.default_rng(seed)
     boot_t: list[float] = []
@@ -205,8 +222,8 @@ def analyze_priming(
         y = primed[idx]
         if y.all() or not y.any():
             continue
-        t_b, ba_b = best_threshold(p[idx], y, p_floor=p_floor)
-        boot_t.append(math.log10(t_b))
+        t_b, ba_b = best_threshold(lp[idx], y, log10=True)
+        boot_t.append(t_b)
         boot_ba.append(ba_b)
     q = [100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2]
     if boot_t:

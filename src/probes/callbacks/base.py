@@ -119,6 +119,19 @@ class ProbeCallback(Callback):
                     " rank runs the same probe forward with the parameters all-gathered (docs/scaling.md)."
                 )
 
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Dry-run the probe's forward once (isolated, one row) before the first training step, so
+        a model that does not take the probe's inputs fails now with a message naming ``model=``
+        and ``logits_fn=``, not inside the first optimizer step."""
+        from probes.model_reader import ModelReader
+
+        reader = getattr(self, "reader", None)
+        if isinstance(reader, ModelReader):
+            try:
+                reader.check(pl_module)
+            except ValueError as err:
+                raise ValueError(f"{self.state_key}: {err}") from err.__cause__
+
     @staticmethod
     def reading_epoch(trainer: pl.Trainer) -> int:
         """The epoch of the weights being read: the last epoch that started.

@@ -34,9 +34,10 @@ from typing_extensions import override
 
 from probes.adapters import Encoder, LogitsFn, as_encoder
 from probes.callbacks.base import ScheduledProbe
-from probes.engine import TokenizedItem, split_at_boundary
+from probes.engine import TokenizedItem
 from probes.model_reader import Gather, ModelReader
 from probes.specs import TextOrIds
+from probes.tokenization import Affixes, tokenize_continuation
 
 __all__ = ["IFDProbe", "IFDReading", "IFDSample"]
 
@@ -123,12 +124,15 @@ def _as_samples(samples: Iterable[SampleLike]) -> tuple[IFDSample, ...]:
 
 
 def _split(encode: Optional[Encoder], context: str, target: str, sample: str, what: str) -> tuple[tuple[int, ...], ...]:
+    """(context ids, target ids) under the library's score convention (:mod:`probes.tokenization`):
+    ``target`` starts with the separator, and the context's trailing whitespace moves to it."""
     if encode is None:
         raise ValueError(f"IFD sample {sample!r} is text but no tokenizer was given: pass `tokenizer=` or give ids.")
-    ctx, tgt = split_at_boundary(encode(context), encode(context + target))
-    if not tgt:
-        raise ValueError(f"IFD sample {sample!r}: the {what} tokenizes to nothing after its context {context!r}.")
-    return ctx, tgt
+    try:
+        tokens = tokenize_continuation(encode, context, target, affixes=Affixes())
+    except ValueError as err:
+        raise ValueError(f"IFD sample {sample!r}: the {what}: {err}") from None
+    return tokens.context, tokens.continuation
 
 
 @dataclass(frozen=True)
@@ -296,7 +300,7 @@ class IFDProbe(ScheduledProbe):
         cond_a, plain_a, cond_q, plain_q = [], [], [], []
         for s in self.samples:
             if s.is_text:
-                ctx, ans = _split(encode, str(s.instruction) + self.separator, str(s.answer), s.name, "answer")
+                ctx, ans = _split(encode, str(s.instruction), self.separator + str(s.answer), s.name, "answer")
             else:
                 ctx, ans = tuple(s.instruction), tuple(s.answer)  # type: ignore[arg-type]
             cond_a.append(TokenizedItem(f"{s.name}/answer|instruction", self.start + ctx, ans))

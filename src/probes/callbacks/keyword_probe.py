@@ -14,7 +14,9 @@ from probes.adapters import LogitsFn, as_encoder
 from probes.callbacks.base import ScheduledProbe
 from probes.engine import ItemScores, tokenize_pairs
 from probes.model_reader import ModelReader
+from probes.nonfinite import NonFiniteMonitor
 from probes.specs import ProbePair, ProbeSet
+from probes.tokenization import CONVENTION
 
 __all__ = ["KeywordProbe", "ModelReader"]
 
@@ -28,9 +30,15 @@ class KeywordProbe(ScheduledProbe):
     hook fires once per optimizer step (with gradient accumulation and manual optimization); with
     several optimizers only the first call per step reads.
 
+    The score convention (:mod:`probes.tokenization`): the context is tokenized as written and the
+    separator belongs to the keyword, so ``p_first`` and ``logp_seq`` score ``" yellow"`` after
+    ``"the colour of sand is"``, whether the tokenizer merges the space into the word or not.
+
     Each record holds, per pair (tensors of shape ``[n_pairs]``): ``p_first`` and ``logp_first``
-    (the first keyword token), ``logp_seq`` (the chained log-probability of all keyword tokens),
-    and ``rank`` (1-based rank of the first keyword token in the vocabulary).
+    (the first keyword token), ``logp_seq`` (the chained log-probability of all keyword tokens,
+    float64, no floor), ``rank`` (1-based rank of the first keyword token in the vocabulary; 0
+    where the model's output was not finite) and ``nonfinite`` (NaN or +inf logits where the pair
+    is read; its scores are then NaN, and the probe warns once).
 
     Args:
         pairs: a :class:`~probes.specs.ProbeSet`, or pairs / ``(name, context, keyword[, group])``
@@ -96,6 +104,7 @@ class KeywordProbe(ScheduledProbe):
         )
         self.log_scalars = log_scalars
         self.threshold = float(threshold)
+        self.nonfinite = NonFiniteMonitor(self.state_key, self.probe_set.names)
 
     @override
     def describe(self) -> Mapping[str, Any]:
@@ -107,8 +116,10 @@ class KeywordProbe(ScheduledProbe):
                 "p_first": "P(first keyword token | context)",
                 "logp_first": "ln P(first keyword token | context)",
                 "logp_seq": "ln P(all keyword tokens | context), chained",
-                "rank": "1-based rank of the first keyword token in the vocabulary",
+                "rank": "1-based rank of the first keyword token in the vocabulary; 0 where the output was not finite",
+                "nonfinite": "the model's logits were NaN or +inf where this pair is read (its scores are NaN)",
             },
+            "convention": CONVENTION,
             "every_n_steps": self.every_n_steps,
             "threshold": self.threshold,
         }
@@ -133,9 +144,11 @@ class KeywordProbe(ScheduledProbe):
                 "logp_first": scores.logp_first,
                 "logp_seq": scores.logp_seq,
                 "rank": scores.rank,
+                "nonfinite": scores.nonfinite,
             },
             epoch=self.reading_epoch(trainer),
         )
+        self.nonfinite.observe(step, scores.nonfinite)
         if log and self.log_scalars and trainer.loggers:
             prefix = f"probes/{self.source}"
             pl_module.log(
@@ -157,3 +170,5 @@ class KeywordProbe(ScheduledProbe):
     @override
     def scheduled_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, final: bool) -> None:
         self.take_reading(trainer, pl_module, log=not final)
+        if final:
+            self.nonfinite.flush()

@@ -16,19 +16,22 @@ from probes.adapters import LogitsFn, as_encoder
 from probes.callbacks.base import ProbeCallback
 from probes.engine import ItemScores
 from probes.functional.exposure import count_occurrences, pack_patterns
-from probes.functional.priming import DEFAULT_P_FLOOR, group_slots, priming_scores
+from probes.functional.priming import group_slots, priming_scores
 from probes.learning import LearningSample, SampleLike, as_samples, tokenize_samples
 from probes.model_reader import Gather, ModelReader
+from probes.nonfinite import NonFiniteMonitor
+from probes.tokenization import CONVENTION
 
 __all__ = ["METRICS", "PrimingProbe"]
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+_MODES = ("seq", "first")
 
 #: Metric names of every record, in order (see ``docs/records.md``).
 METRICS: dict[str, str] = {
     "p_learn": "P(keyword | learning context) now, under the probe's score mode",
     "p_before": "baseline P(keyword | learning context); NaN until captured",
-    "s_mem": "P_t(keyword | learning context) / P_before (probabilities floored at p_floor)",
+    "s_mem": "P_t(keyword | learning context) / P_before, exp of log10_s_mem (inf only on float64 overflow)",
     "s_prime": "mean over prefixes j of P_t(keyword | prefix_j) / P_before(keyword | prefix_j)",
     "log10_s_mem": "log10 of s_mem",
     "log10_s_prime": "log10 of s_prime",
@@ -38,6 +41,13 @@ METRICS: dict[str, str] = {
     "exposures": "cumulative occurrences of the sample in batches already applied to the weights read",
     "surprising": "p_before below the threshold",
     "has_baseline": "whether the baseline has been captured",
+    "nonfinite": "the model's logits were NaN or +inf where this sample or one of its prefixes is read",
+    "log10_s_mem_seq": "log10 S_mem from chained keyword probabilities (logp_seq), whatever `score` is",
+    "log10_s_prime_seq": "log10 S_prime from chained keyword probabilities",
+    "log10_p_before_seq": "log10 of the baseline chained keyword probability on the learning context",
+    "log10_s_mem_first": "log10 S_mem from first-keyword-token probabilities (logp_first), whatever `score` is",
+    "log10_s_prime_first": "log10 S_prime from first-keyword-token probabilities",
+    "log10_p_before_first": "log10 of the baseline first-token probability on the learning context",
 }
 
 BatchKey = Union[str, int, Callable[[Any], Any]]
@@ -63,7 +73,12 @@ class PrimingProbe(ProbeCallback):
     baseline is the reading of that step (taken even between ``every_n_steps``).
 
     **Score mode.** ``score="seq"`` uses the chained probability of all keyword tokens (right for
-    byte-level or multi-token keywords); ``score="first"`` the probability of its first token.
+    byte-level or multi-token keywords); ``score="first"`` the probability of its first token. The
+    unsuffixed metrics follow ``score``; every record also holds both variants under explicit
+    names (``log10_s_mem_seq``, ``log10_s_mem_first``, ...), from baselines of both modes captured
+    at the same reading. Keywords are scored with the separator that precedes them (the library's
+    score convention, :mod:`probes.tokenization`): ``" vermilion"`` after ``"the colour of sand is"``.
+    Ratios are computed in log space with no floor.
 
     Records hold tensors of shape ``[n_samples]`` named as in :data:`METRICS`; float metrics are
     float64 so tiny probabilities survive.
@@ -77,7 +92,6 @@ class PrimingProbe(ProbeCallback):
         score: ``"seq"`` (chained keyword probability) or ``"first"`` (first keyword token).
         baseline: ``"first_exposure"`` or the step whose reading is every sample's baseline.
         threshold: a baseline below it flags the sample as surprising (default 1e-3).
-        p_floor: probabilities are clamped to at least this inside ratios (default 1e-30).
         every_n_steps: read every this many optimizer steps; baseline readings are always taken.
             With ``every_n_steps > 1`` and automatic baselines, one boolean is read back to the
             host per step to know whether a baseline is due.
@@ -118,7 +132,6 @@ class PrimingProbe(ProbeCallback):
         score: Literal["seq", "first"] = "seq",
         baseline: Union[Literal["first_exposure"], int] = "first_exposure",
         threshold: float = 1e-3,
-        p_floor: float = DEFAULT_P_FLOOR,
         every_n_steps: int = 1,
         count_exposures: bool = True,
         batch_key: BatchKey = "input_ids",
@@ -150,8 +163,6 @@ class PrimingProbe(ProbeCallback):
             raise ValueError(f"Expected `every_n_steps` to be a positive int, got {every_n_steps!r}.")
         if not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
             raise ValueError(f"Expected `threshold` in (0, 1), got {threshold!r}.")
-        if not (isinstance(p_floor, (int, float)) and 0.0 < p_floor < 1.0):
-            raise ValueError(f"Expected `p_floor` in (0, 1), got {p_floor!r}; the default is {DEFAULT_P_FLOOR}.")
         if not (isinstance(batch_key, (str, int)) or callable(batch_key)):
             raise ValueError(f"Expected `batch_key` to be a dict key, a tuple index or a callable, got {batch_key!r}.")
         if pad_id is not None and (not isinstance(pad_id, int) or pad_id < 0):
@@ -160,7 +171,6 @@ class PrimingProbe(ProbeCallback):
         self.score = score
         self.baseline = baseline
         self.threshold = float(threshold)
-        self.p_floor = float(p_floor)
         self.every_n_steps = every_n_steps
         self.count_exposures = bool(count_exposures)
         self.batch_key = batch_key
@@ -184,8 +194,10 @@ class PrimingProbe(ProbeCallback):
         self._prefix_slot = group_slots(self._prefix_owner, n)
         self._max_prefixes = max(len(s.prefixes) for s in self.samples)
         self._patterns, self._pattern_lengths = pack_patterns(self.tokens.patterns)
-        self._base_learn = torch.full((n,), math.nan, dtype=torch.float64)
-        self._base_prefix = torch.full((j,), math.nan, dtype=torch.float64)
+        # baselines of both score modes, row 0 chained (seq), row 1 first token
+        self._base_learn = torch.full((2, n), math.nan, dtype=torch.float64)
+        self._base_prefix = torch.full((2, j), math.nan, dtype=torch.float64)
+        self.nonfinite = NonFiniteMonitor(self.state_key, self.names)
         self._has_baseline = torch.zeros(n, dtype=torch.bool)
         self._applied = torch.zeros(n, dtype=torch.long)
         self._pending = torch.zeros(n, dtype=torch.long)
@@ -213,7 +225,7 @@ class PrimingProbe(ProbeCallback):
             ),
             "baseline": self.baseline,
             "threshold": self.threshold,
-            "p_floor": self.p_floor,
+            "convention": CONVENTION,
             "every_n_steps": self.every_n_steps,
             "exposure": {
                 "enabled": self.count_exposures,
@@ -310,41 +322,59 @@ class PrimingProbe(ProbeCallback):
         """
         return self.reader.read(module, gather=gather)
 
-    def _logp(self, scores: ItemScores) -> torch.Tensor:
-        return (scores.logp_seq if self.score == "seq" else scores.logp_first).double()
+    @staticmethod
+    def _both(scores: ItemScores) -> torch.Tensor:
+        """``[2, n_items]`` natural-log keyword probabilities: row 0 chained, row 1 first token."""
+        return torch.stack([scores.logp_seq.double(), scores.logp_first.double()])
 
     def set_baseline(self, module: nn.Module) -> None:
         """Capture every sample's baseline from ``module``'s current weights (outside a Trainer)."""
-        lp = self._logp(self.read(module))
+        lp = self._both(self.read(module))
         self._state_to(lp.device)
-        self._base_learn = lp[self._learn_index].clone()
-        self._base_prefix = lp[self._prefix_index].clone()
+        self._base_learn = lp[:, self._learn_index].clone()
+        self._base_prefix = lp[:, self._prefix_index].clone()
         self._has_baseline = torch.ones_like(self._has_baseline)
+
+    def _scores(self, lp: torch.Tensor, mode: int):  # type: ignore[no-untyped-def]
+        return priming_scores(
+            lp[mode, self._learn_index], lp[mode, self._prefix_index],
+            self._base_learn[mode], self._base_prefix[mode], self._prefix_owner,
+            threshold=self.threshold, prefix_slot=self._prefix_slot, max_prefixes=self._max_prefixes,
+        )
 
     def take_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, log: bool) -> None:
         step = trainer.global_step
-        lp = self._logp(self.read(pl_module, gather=self.gather_fn(trainer)))
+        item_scores = self.read(pl_module, gather=self.gather_fn(trainer))
+        lp = self._both(item_scores)
         self._state_to(lp.device)
-        lp_learn, lp_prefix = lp[self._learn_index], lp[self._prefix_index]
         if self.baseline == "first_exposure":
             capture: Optional[torch.Tensor] = ~self._has_baseline & (self._pending > 0)
         else:
             capture = ~self._has_baseline if step == self.baseline else None
         if capture is not None:
-            self._base_learn = torch.where(capture, lp_learn, self._base_learn)
-            self._base_prefix = torch.where(capture[self._prefix_owner], lp_prefix, self._base_prefix)
+            self._base_learn = torch.where(capture, lp[:, self._learn_index], self._base_learn)
+            self._base_prefix = torch.where(capture[self._prefix_owner], lp[:, self._prefix_index], self._base_prefix)
             self._has_baseline = self._has_baseline | capture
-        scores = priming_scores(
-            lp_learn, lp_prefix, self._base_learn, self._base_prefix, self._prefix_owner,
-            p_floor=self.p_floor, threshold=self.threshold,
-            prefix_slot=self._prefix_slot, max_prefixes=self._max_prefixes,
-        )
-        tensors = scores.as_dict()
+        primary = _MODES.index(self.score)
+        tensors = self._scores(lp, primary).as_dict()
         tensors["exposures"] = self._applied.clone()
+        bad_item = item_scores.nonfinite
+        bad_prefixes = torch.zeros_like(self._applied).index_add_(
+            0, self._prefix_owner, bad_item[self._prefix_index].long()
+        )
+        bad = bad_item[self._learn_index] | (bad_prefixes > 0)
+        tensors["nonfinite"] = bad
+        ln10 = math.log(10.0)
+        for mode, label in enumerate(_MODES):
+            scores = tensors if mode == primary else self._scores(lp, mode).as_dict()
+            tensors[f"log10_s_mem_{label}"] = scores["log10_s_mem"]
+            tensors[f"log10_s_prime_{label}"] = scores["log10_s_prime"]
+            tensors[f"log10_p_before_{label}"] = self._base_learn[mode] / ln10
         ordered = {name: tensors[name] for name in METRICS}
         self._last_step = step
         self._n_readings += 1
         self.emit(step, ordered, epoch=self.reading_epoch(trainer))
+        self.nonfinite.observe(step, bad)
         if log and self.log_scalars and trainer.loggers:
             prefix = f"probes/{self.source}"
             for metric in ("log10_s_mem", "log10_s_prime"):
@@ -377,6 +407,7 @@ class PrimingProbe(ProbeCallback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step != self._last_step:
             self.take_reading(trainer, pl_module, log=False)
+        self.nonfinite.flush()
 
     # ----------------------------------------------------------------------------- results
 
@@ -437,7 +468,7 @@ class PrimingProbe(ProbeCallback):
                 f"{self.state_key}: the checkpoint tracks samples {list(names)} but this probe tracks"
                 f" {self.names}; resume with the same samples, or give this probe another `name`."
             )
-        if state_dict.get("score", self.score) != self.score:
+        if version < 2 and state_dict.get("score", self.score) != self.score:
             raise ValueError(
                 f"{self.state_key}: the checkpoint's baselines use score={state_dict['score']!r} but this"
                 f" probe uses score={self.score!r}; use the same score mode to resume."
@@ -457,8 +488,23 @@ class PrimingProbe(ProbeCallback):
                 )
             return value.to(device, current.dtype)
 
-        self._base_learn = tensor("base_learn", self._base_learn)
-        self._base_prefix = tensor("base_prefix", self._base_prefix)
+        if version < 2:  # one row of baselines, for `score` only, under the old score convention
+            rank_zero_warn(
+                f"{self.state_key}: this checkpoint (state version {version}) holds baselines scored with the"
+                " separator in the context (the convention before continuation-v2) and only for"
+                f" score={self.score!r}; ratios against them mix two conventions, and the other score mode's"
+                " scores stay NaN. Re-run from the start for comparable numbers."
+            )
+            row = _MODES.index(self.score)
+            for key, attr in (("base_learn", "_base_learn"), ("base_prefix", "_base_prefix")):
+                current = getattr(self, attr)
+                if state_dict.get(key) is not None:
+                    current = current.clone()
+                    current[row] = tensor(key, current[row])
+                    setattr(self, attr, current)
+        else:
+            self._base_learn = tensor("base_learn", self._base_learn)
+            self._base_prefix = tensor("base_prefix", self._base_prefix)
         self._has_baseline = tensor("has_baseline", self._has_baseline)
         self._applied = tensor("applied", self._applied)
         self._pending = tensor("pending", self._pending)

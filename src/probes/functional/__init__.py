@@ -16,11 +16,10 @@ from probes.functional.entropy import (
     normalized_entropy,
 )
 from probes.functional.exposure import count_occurrences
-from probes.functional.priming import DEFAULT_P_FLOOR, PrimingScores, priming_scores
+from probes.functional.priming import PrimingScores, group_logmeanexp, priming_scores
 from probes.functional.scoring import target_logprobs, target_ranks
 
 __all__ = [
-    "DEFAULT_P_FLOOR",
     "PrimingScores",
     "choice_stats",
     "count_occurrences",
@@ -29,6 +28,7 @@ __all__ = [
     "entropy",
     "entropy_bits",
     "expected_calibration_error",
+    "group_logmeanexp",
     "grouped_expected_calibration_error",
     "kl_divergence",
     "normalize",

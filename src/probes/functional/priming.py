@@ -6,15 +6,12 @@ with ``P_t`` the keyword probability at reading ``t`` and ``P_0`` the baseline r
 * ``S_mem = P_t(k | x) / P_0(k | x)``
 * ``S_prime = mean_j P_t(k | x_j) / P_0(k | x_j)`` (arithmetic mean of per-prefix ratios)
 
-Probabilities enter the ratios clamped from below at ``p_floor`` (default :data:`DEFAULT_P_FLOOR`,
-1e-30): ``ratio = max(P_t, floor) / max(P_0, floor)``. This prevents a division by zero when a
-probability underflows to 0, makes two floored zeros a ratio of 1 (no change), and bounds every
-ratio by ``1 / floor``, which float64 holds without overflow. Probabilities above the floor are
-used as they are: the floor is far below any probability a float32 softmax reports as non-zero
-for a short keyword, so it changes nothing in ordinary use.
-
-Everything is computed in float64 from natural-log probabilities, on the input's device. A NaN
-baseline (not captured yet) gives NaN scores for that sample.
+Everything is computed in log space, in float64, from natural-log probabilities, on the input's
+device, with **no floor**: ``log S_mem = log P_t - log P_0`` and ``log S_prime = logsumexp_j(log
+P_t(k | x_j) - log P_0(k | x_j)) - log J``, so a never-seen keyword whose ``P_0`` is 1e-40 gets its
+exact ratio. ``s_mem`` and ``s_prime`` are ``exp`` of those logs: ``inf`` only where float64
+overflows (a ratio above about 1e308); the ``log10_*`` metrics are always exact. A NaN baseline
+(not captured yet) or a NaN reading (non-finite model output) gives NaN scores for that sample.
 """
 
 from __future__ import annotations
@@ -25,9 +22,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["DEFAULT_P_FLOOR", "PrimingScores", "group_median", "group_slots", "priming_scores"]
-
-DEFAULT_P_FLOOR = 1e-30
+__all__ = ["PrimingScores", "group_logmeanexp", "group_median", "group_slots", "priming_scores"]
 
 
 @dataclass(frozen=True)
@@ -37,12 +32,12 @@ class PrimingScores:
     Attributes:
         p_learn: current P(keyword | learning context).
         p_before: baseline P(keyword | learning context); NaN before it is captured.
-        s_mem: memorization score.
+        s_mem: memorization score (``exp`` of its log; ``inf`` only on float64 overflow).
         s_prime: priming score (mean of per-prefix ratios).
-        log10_s_mem, log10_s_prime: base-10 logarithms of the two scores.
+        log10_s_mem, log10_s_prime: base-10 logarithms of the two scores, computed in log space.
         median_prime_ratio: median over prefixes of the per-prefix ratio (robust to one prefix).
-        delta_p_learn: ``P_t - P_0`` on the learning context (unclamped).
-        delta_p_prime: mean over prefixes of ``P_t - P_0`` (unclamped).
+        delta_p_learn: ``P_t - P_0`` on the learning context (an absolute change, not a ratio).
+        delta_p_prime: mean over prefixes of ``P_t - P_0``.
         surprising: baseline below the threshold (False without a baseline).
         has_baseline: whether a baseline exists.
     """
@@ -61,12 +56,6 @@ class PrimingScores:
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-
-def _check_floor(p_floor: float) -> float:
-    if not isinstance(p_floor, (int, float)) or isinstance(p_floor, bool) or not 0.0 < p_floor < 1.0:
-        raise ValueError(f"Expected `p_floor` in (0, 1), got {p_floor!r}; the default is {DEFAULT_P_FLOOR}.")
-    return float(p_floor)
 
 
 def _group_counts(owner: torch.Tensor, n_groups: int) -> torch.Tensor:
@@ -119,6 +108,26 @@ def group_median(
     return torch.where((counts == 0) | has_nan, out, med)
 
 
+def group_logmeanexp(logs: torch.Tensor, owner: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """``log(mean_j exp(logs_j))`` within each group, without overflow or underflow.
+
+    A group containing a NaN gives NaN; a group whose entries are all ``-inf`` gives ``-inf``; an
+    empty group gives NaN.
+    """
+    counts = _group_counts(owner, n_groups).to(logs.dtype)
+    peak = torch.full((n_groups,), -math.inf, dtype=logs.dtype, device=logs.device)
+    peak = peak.scatter_reduce(0, owner, logs, reduce="amax", include_self=True)
+    finite_peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    total = torch.zeros(n_groups, dtype=logs.dtype, device=logs.device)
+    total = total.index_add_(0, owner, torch.exp(logs - finite_peak[owner]))
+    out = torch.log(total / counts) + finite_peak
+    has_nan = torch.zeros(n_groups, dtype=logs.dtype, device=logs.device).index_add_(
+        0, owner, torch.isnan(logs).to(logs.dtype)
+    )
+    out = torch.where(peak == math.inf, torch.full_like(out, math.inf), out)
+    return torch.where((has_nan > 0) | (counts == 0), torch.full_like(out, math.nan), out)
+
+
 def priming_scores(
     logp_learn: torch.Tensor,
     logp_prefix: torch.Tensor,
@@ -126,27 +135,24 @@ def priming_scores(
     base_prefix: torch.Tensor,
     prefix_owner: torch.Tensor,
     *,
-    p_floor: float = DEFAULT_P_FLOOR,
     threshold: float = 1e-3,
     prefix_slot: Optional[torch.Tensor] = None,
     max_prefixes: Optional[int] = None,
 ) -> PrimingScores:
-    """Scores from current and baseline natural-log probabilities.
+    """Scores from current and baseline natural-log probabilities (see the module docstring).
 
     Args:
         logp_learn: ``[S]`` current ln P(keyword | learning context) per sample.
         logp_prefix: ``[J]`` current ln P(keyword | prefix) for every prefix of every sample.
         base_learn, base_prefix: the same at the baseline reading (NaN where not captured).
         prefix_owner: ``[J]`` int64 sample index of each prefix.
-        p_floor: lower clamp of probabilities inside ratios (see module docstring).
         threshold: a baseline below it marks the sample as surprising.
         prefix_slot, max_prefixes: the fixed layout of prefixes (:func:`group_slots` and the
             largest prefix count), to avoid a device-to-host read; computed when omitted.
 
     Raises:
-        ValueError: a floor or threshold outside (0, 1), or mismatched shapes.
+        ValueError: a threshold outside (0, 1), or mismatched shapes.
     """
-    floor = _check_floor(p_floor)
     if not 0.0 < float(threshold) < 1.0:
         raise ValueError(f"Expected `threshold` in (0, 1), got {threshold!r}.")
     n = logp_learn.shape[0]
@@ -157,29 +163,29 @@ def priming_scores(
         )
     if prefix_owner.shape != logp_prefix.shape:
         raise ValueError(f"Expected `prefix_owner` of shape {list(logp_prefix.shape)}, got {list(prefix_owner.shape)}.")
-    lf = math.log(floor)
     cur_l, base_l = logp_learn.double(), base_learn.double()
     cur_p, base_p = logp_prefix.double(), base_prefix.double()
     owner = prefix_owner.long()
 
-    log_s_mem = cur_l.clamp_min(lf) - base_l.clamp_min(lf)
-    ratio = torch.exp(cur_p.clamp_min(lf) - base_p.clamp_min(lf))  # [J]
-    counts = _group_counts(owner, n).to(ratio.dtype)
-    s_prime = torch.zeros(n, dtype=ratio.dtype, device=ratio.device).index_add_(0, owner, ratio) / counts
+    log_s_mem = cur_l - base_l
+    log_ratio = cur_p - base_p  # [J]
+    log_s_prime = group_logmeanexp(log_ratio, owner, n)
+    counts = _group_counts(owner, n).to(cur_p.dtype)
     dp = torch.exp(cur_p) - torch.exp(base_p)
     delta_p_prime = torch.zeros(n, dtype=dp.dtype, device=dp.device).index_add_(0, owner, dp) / counts
     p_before = torch.exp(base_l)
     has_baseline = ~torch.isnan(base_l)
+    ln10 = math.log(10.0)
     return PrimingScores(
         p_learn=torch.exp(cur_l),
         p_before=p_before,
         s_mem=torch.exp(log_s_mem),
-        s_prime=s_prime,
-        log10_s_mem=log_s_mem / math.log(10.0),
-        log10_s_prime=torch.log10(s_prime),
-        median_prime_ratio=group_median(ratio, owner, n, slots=prefix_slot, width=max_prefixes),
+        s_prime=torch.exp(log_s_prime),
+        log10_s_mem=log_s_mem / ln10,
+        log10_s_prime=log_s_prime / ln10,
+        median_prime_ratio=group_median(torch.exp(log_ratio), owner, n, slots=prefix_slot, width=max_prefixes),
         delta_p_learn=torch.exp(cur_l) - p_before,
         delta_p_prime=delta_p_prime,
-        surprising=has_baseline & (p_before < float(threshold)),
+        surprising=has_baseline & (base_l < math.log(float(threshold))),
         has_baseline=has_baseline,
     )

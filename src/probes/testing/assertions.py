@@ -79,7 +79,11 @@ def assert_keyword_learned(
             raise ValueError(f"No reading at step {at_step}; readings exist at steps {steps.tolist()[:20]}.")
         k = int(hits[0])
     problems = []
-    if not p[k] >= min_prob:
+    if math.isnan(p[k]):
+        problems.append(
+            f"{_label(by)} is NaN: the model's output was not finite there (the record flags it in `nonfinite`)"
+        )
+    elif not p[k] >= min_prob:
         problems.append(f"{_label(by)} = {fmt(p[k])} < min_prob {fmt(min_prob)}")
     gain = p[k] / p[0] if p[0] > 0 else math.inf
     if min_gain is not None and not gain >= min_gain:
@@ -185,9 +189,14 @@ def assert_priming_below(
         name = names[col] if col < len(names) else str(col)
         rows = [(int(data.steps[j]), values[j, c]) for j in sample_rows(len(data.steps), r)]
         mark = [row[0] for row in rows].index(int(data.steps[r]))
+        why = (
+            "the model's output was not finite there (the record flags it in `nonfinite`)"
+            if math.isnan(values[r, c])
+            else f"above the limit {fmt(max_value)}"
+        )
         raise AssertionError(
-            f"{metric} of sample {name!r} is {fmt(values[r, c])} at step {int(data.steps[r])},"
-            f" above the limit {fmt(max_value)}\n" + format_table(["step", metric], rows, mark=mark)
+            f"{metric} of sample {name!r} is {fmt(values[r, c])} at step {int(data.steps[r])}, {why}\n"
+            + format_table(["step", metric], rows, mark=mark)
         )
 
 
