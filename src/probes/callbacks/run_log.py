@@ -15,7 +15,8 @@ from typing_extensions import override
 from probes.callbacks.base import ProbeCallback
 from probes.records import Record
 from probes.runlog import Branch, RunReader, RunWriter, ShardInfo, open_run
-from probes.runlog.format import parse_shard_name
+from probes.runlog.format import MAX_HEADER_BYTES, parse_shard_name
+from probes.runlog.writer import DEFAULT_MAX_HELD_BYTES
 
 __all__ = ["RunLog"]
 
@@ -47,6 +48,14 @@ class RunLog(Callback):
         background: write shards on a background thread.
         on_flush: called with a :class:`~probes.runlog.ShardInfo` once each shard is durably on
             disk (from the background thread when ``background``).
+        on_error: ``"hold"`` (default): a shard write that fails with an I/O error (disk full...)
+            is retried with backoff, then held in memory and retried at later flushes while
+            training continues; the fit ends with :class:`~probes.runlog.RecordsLostError` only if
+            records were finally lost. ``"raise"``: raise a ``RunLogError`` as soon as a write
+            fails after its retries.
+        max_held_bytes: most bytes of records held in memory while the disk refuses writes
+            (default 256 MiB); beyond it the oldest held records are dropped (and reported).
+        max_header_bytes: header cap of the shards (default: the reader's default cap).
 
     Raises:
         ValueError: an invalid argument, or two RunLog callbacks with the same ``name``.
@@ -70,6 +79,9 @@ class RunLog(Callback):
         run_info: Optional[Mapping[str, Any]] = None,
         background: bool = True,
         on_flush: Optional[Callable[[ShardInfo], None]] = None,
+        on_error: str = "hold",
+        max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
+        max_header_bytes: int = MAX_HEADER_BYTES,
     ) -> None:
         if not isinstance(dirpath, (str, os.PathLike)) or not os.fspath(dirpath):
             raise ValueError(f"Expected `dirpath` to be a non-empty path, got {dirpath!r}.")
@@ -92,6 +104,14 @@ class RunLog(Callback):
             raise ValueError(f"Expected `on_flush` to be callable or None, got {on_flush!r}.")
         self.background = bool(background)
         self.on_flush = on_flush
+        if on_error not in ("hold", "raise"):
+            raise ValueError(f"Expected `on_error` to be 'hold' or 'raise', got {on_error!r}.")
+        for arg, value, low in (("max_held_bytes", max_held_bytes, 0), ("max_header_bytes", max_header_bytes, 1024)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"Expected `{arg}` to be an int >= {low}, got {value!r}.")
+        self.on_error = on_error
+        self.max_held_bytes = max_held_bytes
+        self.max_header_bytes = max_header_bytes
         self.writer: Optional[RunWriter] = None
         self._trainer: Optional[pl.Trainer] = None
         self._describes: dict[str, Mapping[str, Any]] = {}
@@ -154,6 +174,9 @@ class RunLog(Callback):
             run_info=info,
             background=self.background,
             on_flush=self.on_flush,
+            on_error=self.on_error,
+            max_held_bytes=self.max_held_bytes,
+            max_header_bytes=self.max_header_bytes,
         )
         for source, describe in self._describes.items():
             self.writer.register_source(source, describe)
@@ -199,6 +222,12 @@ class RunLog(Callback):
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Write what is buffered or held and the ``finished`` status.
+
+        Raises:
+            probes.runlog.RecordsLostError: records could not be written (disk full...) and were
+                lost; every other record is in the log and the status is written if possible.
+        """
         self._resume = None  # a checkpoint loaded for this stage must not steer a later fit
         self._close("finished")
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from probes.runlog.cli_support import add_debug_argument
+
 __all__ = ["print_report", "register", "report_tables", "run"]
 
 
@@ -48,6 +50,7 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the full report as JSON")
     p.add_argument("--quiet", action="store_true", help="no tables (with --json)")
+    add_debug_argument(p)
     p.set_defaults(func=run)
 
 

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from probes.runlog.cli_support import add_debug_argument
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the embedded demo on the tiny reference LM (CPU, no downloads)")
@@ -17,6 +19,7 @@ def register(sub: Any) -> None:
         "--out", type=Path, default=None, help="directory for the run logs (default: runs/demo-<date>-<time>)"
     )
     p.add_argument("--no-live", action="store_true", help="plain output: no live display or progress bar")
+    add_debug_argument(p)
     p.set_defaults(func=run)
 
 

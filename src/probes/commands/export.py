@@ -10,8 +10,9 @@ from typing import Any, Optional, TextIO
 
 import numpy as np
 
-from probes.runlog.cli_support import add_run_arguments, open_for_command, select_sources
-from probes.runlog.labels import element_labels
+from probes.runlog.cli_support import add_run_arguments, error_line, open_for_command, printable, select_sources
+from probes.runlog.errors import RunLogError
+from probes.runlog.labels import element_labels, safe_file_stem
 from probes.runlog.reader import RunReader
 
 __all__ = ["export_csv", "register", "run"]
@@ -22,7 +23,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "export",
         help="write a run log as CSV",
-        description="Write DIR/<source>.csv for every source: columns step, epoch, time, then one column per"
+        description="Write DIR/<source>.csv for every source (characters other than letters, digits and ._-"
+        " in a source name become _ in the file name): columns step, epoch, time, then one column per"
         " metric element, named metric[label] after the probe's pairs, samples or formats. Floats are written"
         " with the shortest text that reads back to the identical value. Exit code 0, or 1 when the run cannot"
         " be read.",
@@ -46,18 +48,28 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     if sources is None:
         return 1
     if args.csv.exists() and not args.csv.is_dir():
-        print(f"probes export: error: --csv {args.csv} exists and is not a directory", file=sys.stderr)
+        print(printable(f"probes export: error: --csv {args.csv} exists and is not a directory"), file=sys.stderr)
         return 1
-    args.csv.mkdir(parents=True, exist_ok=True)
-    written = 0
-    for source in sources:
-        path = args.csv / f"{source}.csv"
-        n_rows, n_cols = export_csv(reader, source, path, prefix=args.prefix, start=args.start, stop=args.stop)
-        if n_cols is not None:
-            out.write(f"wrote {path}: {n_rows} rows x {n_cols} columns\n")
-            written += 1
+    try:
+        args.csv.mkdir(parents=True, exist_ok=True)
+        written = 0
+        taken: set[str] = set()
+        for source in sources:
+            path = args.csv / f"{safe_file_stem(source, taken)}.csv"
+            n_rows, n_cols = export_csv(reader, source, path, prefix=args.prefix, start=args.start, stop=args.stop)
+            if n_cols is not None:
+                out.write(printable(f"wrote {path}: {n_rows} rows x {n_cols} columns") + "\n")
+                written += 1
+    except (RunLogError, ValueError, OSError) as e:
+        if getattr(args, "debug", False):
+            raise
+        print(error_line("export", e), file=sys.stderr)
+        return 1
     if not written:
-        print(f"probes export: error: nothing matched in {args.run} (sources {reader.sources()})", file=sys.stderr)
+        print(
+            printable(f"probes export: error: nothing matched in {args.run} (sources {reader.sources()})"),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -71,7 +83,10 @@ def export_csv(
     start: Optional[int] = None,
     stop: Optional[int] = None,
 ) -> tuple[int, Optional[int]]:
-    """Write one source as CSV; returns ``(rows, columns)``, columns None when no metric matched."""
+    """Write one source as CSV; returns ``(rows, columns)``, columns None when no metric matched.
+
+    Column names escape unprintable characters (see :func:`probes.runlog.cli_support.printable`).
+    """
     names = [n for n in reader.metrics(f"{source}/") if n.startswith(prefix)]
     if not names:
         return 0, None
@@ -84,14 +99,14 @@ def export_csv(
         steps = s
         metric = name.split("/", 1)[1]
         labels = element_labels(describe, values.shape[1:])
-        header += [metric if lab == "" else f"{metric}[{lab}]" for lab in labels]
+        header += [printable(metric if lab == "" else f"{metric}[{lab}]") for lab in labels]
         flat = values.reshape(len(values), -1)
         columns.append(_text(flat))
     assert steps is not None
     i0 = int(np.searchsorted(reader.steps(source), steps[0])) if len(steps) else 0
     epochs = reader.epochs(source)[i0 : i0 + len(steps)]
     times = reader.times(source)[i0 : i0 + len(steps)]
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(header)
         for k in range(len(steps)):

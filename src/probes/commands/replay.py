@@ -16,7 +16,7 @@ from typing import Any, Optional, Protocol, TextIO
 import numpy as np
 
 from probes.records import Record
-from probes.runlog.cli_support import add_run_arguments, fmt_num, open_for_command, select_sources
+from probes.runlog.cli_support import add_run_arguments, fmt_num, open_for_command, printable, select_sources
 from probes.runlog.labels import format_names, kind_of
 
 __all__ = [
@@ -53,20 +53,20 @@ class PlainRenderer:
     def __init__(self, describes: Mapping[str, Mapping[str, Any]], out: Optional[TextIO] = None) -> None:
         self.describes = describes
         self.out = out if out is not None else sys.stdout
-        self.width = max((len(s) for s in describes), default=6)
+        self.width = max((len(printable(s)) for s in describes), default=6)
 
     def start(self, title: str) -> None:
-        self.out.write(title + "\n")
+        self.out.write(printable(title) + "\n")
         self.out.flush()
 
     def update(self, step: int, records: list[Record]) -> None:
         for r in records:
             line = render_record(r, self.describes.get(r.source, {}))
-            self.out.write(f"step {step:>6}  {r.source:<{self.width}}  {line}\n")
+            self.out.write(f"step {step:>6}  {printable(r.source):<{self.width}}  {printable(line)}\n")
         self.out.flush()
 
     def close(self, message: str) -> None:
-        self.out.write(message + "\n")
+        self.out.write(printable(message) + "\n")
         self.out.flush()
 
 
@@ -125,6 +125,11 @@ def _mean(a: np.ndarray) -> float:
     return float(a.mean()) if a.size else math.nan
 
 
+def _max(a: np.ndarray) -> Any:
+    a = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    return a.max().item() if a.size else None
+
+
 def render_record(record: Record, describe: Mapping[str, Any]) -> str:
     """One line of text for a record, by probe type (``describe()["type"]``)."""
     t = {k: _np(v) for k, v in record.tensors.items()}
@@ -145,14 +150,15 @@ def render_record(record: Record, describe: Mapping[str, Any]) -> str:
         if "surprising" in t:
             parts.append(f"surprising {int(t['surprising'].sum())}/{t['surprising'].size}")
         if "exposures" in t:
-            parts.append(f"exposures {int(t['exposures'].max()) if t['exposures'].size else 0}")
+            parts.append(f"exposures {fmt_num(_max(t['exposures']))}")
     elif kind == "format" and ("entropy_bits" in t or "dist" in t):
         names = format_names(describe) or []
         if "entropy_bits" in t:
             parts.append(f"entropy {fmt_num(float(t['entropy_bits']))} bits")
         if "dominant" in t:
-            i = int(t["dominant"])
-            name = names[i] if 0 <= i < len(names) else str(i)
+            d = float(t["dominant"])
+            i = int(d) if math.isfinite(d) else -1
+            name = names[i] if 0 <= i < len(names) else ("-" if i < 0 else str(i))
             share = f" {fmt_num(float(t['dominant_share']))}" if "dominant_share" in t else ""
             parts.append(f"dominant {name}{share}")
         if "collapsed" in t:
@@ -160,7 +166,7 @@ def render_record(record: Record, describe: Mapping[str, Any]) -> str:
     else:
         for k, v in list(t.items())[:5]:
             value = v.item() if v.size == 1 else _mean(v.astype(np.float64))
-            parts.append(f"{k} {fmt_num(value)}" if v.size == 1 else f"{k} mean {fmt_num(value)}")
+            parts.append(f"{printable(k)} {fmt_num(value)}" if v.size == 1 else f"{printable(k)} mean {fmt_num(value)}")
     return "  ".join(parts)
 
 
@@ -229,7 +235,8 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
             continue
         t = min(times[r.source][step] for r in records)
         if args.speed > 0 and prev_t is not None:
-            time.sleep(min(args.max_pause, max(0.0, (t - prev_t) / args.speed)))
+            gap = (t - prev_t) / args.speed
+            time.sleep(min(args.max_pause, gap) if gap > 0 and math.isfinite(gap) else 0.0)
         prev_t = t
         renderer.update(step, records)
         shown += 1

@@ -8,7 +8,16 @@ import json
 import sys
 from typing import Any, Optional, TextIO
 
-from probes.runlog.cli_support import add_run_arguments, fmt_num, open_for_command, table
+from probes.runlog.cli_support import (
+    add_run_arguments,
+    error_line,
+    fmt_num,
+    open_for_command,
+    printable,
+    strict_json,
+    table,
+)
+from probes.runlog.errors import RunLogError
 
 __all__ = ["register", "render_summary", "run"]
 
@@ -20,7 +29,9 @@ def register(sub: Any) -> None:
         help="tables of final and extreme values, collapse events and surprising samples",
         description="Summarise a run log: per source the final and extreme value of every metric (with the"
         " step and element where it occurred), keyword probabilities per pair, surprising priming samples,"
-        " and format-collapse events. Exit code 0, or 1 when the run cannot be read or holds no records.",
+        " and format-collapse events. Exit code 0, or 1 when the run cannot be read or holds no records."
+        " --json prints strict JSON: NaN metric values are null, other non-finite numbers (e.g. in run"
+        ' information) the strings "NaN", "Infinity" and "-Infinity".',
     )
     add_run_arguments(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of tables")
@@ -39,28 +50,39 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     reader = open_for_command(args, "summary")
     if reader is None:
         return 1
-    summary = summarize(reader, limit=args.limit)
-    if args.json:
-        out.write(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    else:
-        out.write(render_summary(summary) + "\n")
+    try:
+        summary = summarize(reader, limit=args.limit)
+        text = json.dumps(strict_json(summary), indent=2, allow_nan=False) if args.json else render_summary(summary)
+    except (RunLogError, ValueError, OSError) as e:  # found while reading (e.g. a bad checksum)
+        if getattr(args, "debug", False):
+            raise
+        print(error_line("summary", e), file=sys.stderr)
+        return 1
+    out.write(text + "\n")
     if not summary["sources"]:
-        print(f"probes summary: error: {args.run} holds no records (no shard files found yet?)", file=sys.stderr)
+        print(
+            printable(f"probes summary: error: {args.run} holds no records (no shard files found yet?)"),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
 def _when(t: Any) -> str:
-    if not isinstance(t, (int, float)):
+    """A Unix time as local date and time; the raw number when it is not a plausible one."""
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
         return "-"
-    return _dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return _dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):  # NaN, inf, milliseconds, year out of range
+        return f"{fmt_num(t)} (not a valid time)"
 
 
 def render_summary(summary: dict[str, Any]) -> str:
     """The text form of :func:`probes.runlog.summary.summarize`'s result."""
     lines = _header(summary)
     for src in summary["sources"]:
-        head = f"{src['source']} ({src['type']}): {src['records']} records"
+        head = f"{printable(src['source'])} ({printable(src['type'])}): {src['records']} records"
         lines += ["", f"{head}, steps {src['first_step']}..{src['last_step']}"]
         lines.append(_metric_table(src["metrics"]))
         if src.get("keyword"):
@@ -79,16 +101,18 @@ def _header(summary: dict[str, Any]) -> list[str]:
     if tl and tl[0]["parent"] >= 0:
         resumed = f" (resumed after step {tl[0]['fork_step']} of timeline {tl[0]['parent']})"
     lines = [
-        f"run      {info['path']}",
+        f"run      {printable(info['path'])}",
         f"status   {info['status']}   timeline {info['timeline']} of {info['n_timelines']}{resumed}"
         f"   shards {info['n_shards']}   last step {info['last_step']}",
     ]
     run_info = info.get("run", {})
     lines.append(f"started  {_when(run_info.get('started'))}   updated {_when(info.get('updated'))}")
-    facts = [f"{k}={v}" for k, v in run_info.items() if k != "started" and isinstance(v, (str, int, float))]
+    facts = [
+        printable(f"{k}={v}") for k, v in run_info.items() if k != "started" and isinstance(v, (str, int, float))
+    ]
     if facts:
         lines.append("info     " + "  ".join(facts))
-    lines += [f"skipped  {s['file']}: {s['problem']}" for s in info.get("skipped", [])]
+    lines += [printable(f"skipped  {s['file']}: {s['problem']}") for s in info.get("skipped", [])]
     return lines
 
 
@@ -119,7 +143,7 @@ def _keyword_lines(kw: dict[str, Any]) -> list[str]:
 
 
 def _priming_lines(pr: dict[str, Any]) -> list[str]:
-    names = f": {', '.join(pr['surprising'])}" if pr["surprising"] else ""
+    names = f": {printable(', '.join(pr['surprising']))}" if pr["surprising"] else ""
     rows = [
         [r["sample"], r["p_before"], r["s_prime"], r["log10_s_prime"], r["exposures"], r["surprising"]]
         for r in pr["samples"]
@@ -143,7 +167,7 @@ def _format_lines(fm: dict[str, Any]) -> list[str]:
             ]
             lines.append(table(["step", "event", "dominant", "share", "entropy (bits)"], rows, indent="    "))
     if "final_distribution" in fm:
-        dist = ", ".join(f"{k} {fmt_num(v)}" for k, v in fm["final_distribution"].items())
+        dist = ", ".join(f"{printable(k)} {fmt_num(v)}" for k, v in fm["final_distribution"].items())
         lines.append(f"  final distribution: {dist}")
     return lines
 
@@ -151,7 +175,7 @@ def _format_lines(fm: dict[str, Any]) -> list[str]:
 def _at(extreme: Any) -> str:
     if not extreme:
         return "-"
-    where = f"{extreme['step']}, {extreme['element']}" if extreme["element"] else f"{extreme['step']}"
+    where = f"{extreme['step']}, {printable(extreme['element'])}" if extreme["element"] else f"{extreme['step']}"
     return f"{fmt_num(extreme['value'])} ({where})"
 
 

@@ -29,14 +29,19 @@ __all__ = [
 
 FORMAT_NAME = "probes.runlog"
 SCHEMA_VERSION = 2
-"""Version 2 stores a source's ``describe`` once per timeline (in the first shard of the timeline
-that holds the source, and again only when it changes); later blocks name that shard with
-``describe_seq``. Version 1 (every block carries ``describe``) is still read."""
+"""Version 2 stores a large source ``describe`` (over :data:`DESCRIBE_INLINE_BYTES`) once per
+timeline (in the first shard of the timeline that holds the source, and again only when it
+changes); later blocks name that shard with ``describe_seq``. Version 1 (every block carries
+``describe``) is still read."""
 
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 """Largest safetensors header (JSON, metadata included) that the reader accepts by default and
 that the writer ever writes: 64 MiB. One constant for both, so the writer never writes what its
 reader refuses."""
+
+DESCRIBE_INLINE_BYTES = 64 * 1024
+"""A source definition up to this size (as stored) is written into every shard, so that any shard
+reads alone; a larger one is written once per timeline (and again when it changes)."""
 
 MAX_NAME_CHARS = 512
 """Longest source or metric name the writer accepts."""

@@ -69,6 +69,8 @@ def element_labels(describe: Mapping[str, Any], shape: Sequence[int]) -> list[st
     shape = tuple(shape)
     if shape == ():
         return [""]
+    if 0 in shape:  # no elements (never materialise the other dimensions' ranges)
+        return []
     if len(shape) == 1:
         kind = kind_of(describe)
         names = {"keyword": pair_names, "priming": sample_names, "format": format_names}.get(kind, lambda d: None)(
@@ -80,3 +82,20 @@ def element_labels(describe: Mapping[str, Any], shape: Sequence[int]) -> list[st
     import itertools
 
     return [",".join(map(str, idx)) for idx in itertools.product(*(range(n) for n in shape))]
+
+
+__all__ += ["safe_file_stem"]
+
+
+def safe_file_stem(name: str, taken: set[str]) -> str:
+    """A file-name stem for ``name`` (a source): letters, digits, ``._-`` kept, anything else
+    (``/``, NUL, control characters, surrogates...) as ``_``; unique among ``taken`` (added)."""
+    stem = "".join(ch if (ch.isascii() and (ch.isalnum() or ch in "._-")) else "_" for ch in name)[:100]
+    if not stem or set(stem) <= {"."}:
+        stem = "source"
+    candidate, k = stem, 1
+    while candidate.lower() in taken:
+        k += 1
+        candidate = f"{stem}-{k}"
+    taken.add(candidate.lower())
+    return candidate

@@ -214,11 +214,15 @@ class RunReader:
                 origin = held.get((shard.timeline, block.describe_seq))
                 describe = origin.describes.get(source) if origin is not None else None
                 if describe is None:
-                    raise CorruptShardError(
+                    err = CorruptShardError(
                         shard.path,
                         f"source {_short(source)}: its definition is stored in shard seq {block.describe_seq} of"
                         f" timeline {shard.timeline}, which is missing or unreadable",
                     )
+                    if self.strict:
+                        raise err
+                    warnings.warn(f"{err.problem}; its records are shown without it", RunLogWarning, stacklevel=4)
+                    describe = {}
             shard.describes[source] = dict(describe)
             metrics = {m: (shard.entries[f"{source}/{m}"].dtype, shard.entries[f"{source}/{m}"].shape[1:])
                        for m in block.metrics}

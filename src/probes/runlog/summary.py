@@ -27,6 +27,25 @@ def _num(x: Any) -> Any:
     return x if math.isfinite(x) else None
 
 
+def _int(x: Any) -> Optional[int]:
+    """An int for a stored integer-like value; None for NaN, infinities and non-numbers."""
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(f):
+        return None
+    return int(x) if isinstance(x, (int, np.integer)) else int(f)
+
+
+def _float_or(x: Any, default: float) -> float:
+    """A finite float from a describe() field, else ``default``."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return default
+    f = float(x)
+    return f if math.isfinite(f) else default
+
+
 def _extreme(steps: np.ndarray, values: np.ndarray, labels: list[str], which: str) -> Optional[dict[str, Any]]:
     flat = values.reshape(len(values), -1).astype(np.float64)
     finite = np.isfinite(flat)
@@ -98,7 +117,7 @@ def _keyword_section(run: RunReader, source: str, describe: dict[str, Any], limi
                 "min_step": int(steps[np.nanargmin(col)]) if np.isfinite(col).any() else None,
                 "p_first_max": _num(np.nanmax(col)) if np.isfinite(col).any() else None,
                 "max_step": int(steps[np.nanargmax(col)]) if np.isfinite(col).any() else None,
-                "rank_final": int(rank[-1, j]) if rank is not None else None,
+                "rank_final": _int(rank[-1, j]) if rank is not None else None,
             }
         )
     order = sorted(range(len(rows)), key=lambda j: -abs(rows[j]["delta_log10"] or 0.0))
@@ -115,7 +134,7 @@ def _priming_section(run: RunReader, source: str, describe: dict[str, Any], limi
     names = sample_names(describe) or [str(i) for i in range(n)]
     if len(names) != n:
         names = [str(i) for i in range(n)]
-    threshold = float(describe.get("threshold", 1e-3))
+    threshold = _float_or(describe.get("threshold"), 1e-3)
     if "surprising" in last:
         surprising = np.asarray(last["surprising"], dtype=bool)
     else:
@@ -129,7 +148,7 @@ def _priming_section(run: RunReader, source: str, describe: dict[str, Any], limi
                 "s_prime": _num(last["s_prime"][i]) if "s_prime" in last else None,
                 "log10_s_prime": _num(last["log10_s_prime"][i]) if "log10_s_prime" in last else None,
                 "s_mem": _num(last["s_mem"][i]) if "s_mem" in last else None,
-                "exposures": int(last["exposures"][i]) if "exposures" in last else None,
+                "exposures": _int(last["exposures"][i]) if "exposures" in last else None,
                 "surprising": bool(surprising[i]),
             }
         )
@@ -154,16 +173,19 @@ def _format_section(run: RunReader, source: str, describe: dict[str, Any]) -> di
         if len(names) != dist.shape[1]:
             names = [str(i) for i in range(dist.shape[1])]
         out["final_distribution"] = {n: _num(v) for n, v in zip(names, dist[-1])}
-        if "dominant" not in series:
-            series["dominant"] = np.argmax(dist, axis=1)
+        if "dominant" not in series and dist.shape[1]:
+            series["dominant"] = np.argmax(np.nan_to_num(dist.astype(np.float64), nan=-np.inf), axis=1)
     else:
         names = format_names(describe) or []
 
-    def name_of(i: int) -> str:
+    def name_of(value: Any) -> str:
+        i = _int(value)
+        if i is None:
+            return "-"
         return names[i] if 0 <= i < len(names) else str(i)
 
     if "dominant" in series:
-        out["final_dominant"] = name_of(int(series["dominant"][-1]))
+        out["final_dominant"] = name_of(series["dominant"][-1])
     if "entropy_bits" in series:
         out["final_entropy_bits"] = _num(series["entropy_bits"][-1])
     if f"{source}/collapsed" in have:
@@ -176,7 +198,7 @@ def _format_section(run: RunReader, source: str, describe: dict[str, Any]) -> di
                 {
                     "step": step,
                     "event": what,
-                    "dominant": name_of(int(series["dominant"][k])) if "dominant" in series else None,
+                    "dominant": name_of(series["dominant"][k]) if "dominant" in series else None,
                     "dominant_share": _num(series["dominant_share"][k]) if "dominant_share" in series else None,
                     "entropy_bits": _num(series["entropy_bits"][k]) if "entropy_bits" in series else None,
                 }

@@ -32,7 +32,7 @@ import torch
 
 from probes.records import Record
 from probes.runlog import format as fmt
-from probes.runlog.encode import Block, Job, header_estimate
+from probes.runlog.encode import Block, Job, header_estimate, json_size
 from probes.runlog.errors import RunLogError
 from probes.runlog.faults import ON_ERROR, Outbox
 from probes.runlog.files import DirLock
@@ -211,6 +211,7 @@ class RunWriter:
             raise
 
         self._describes: dict[str, dict[str, Any]] = {}
+        self._describe_inline: dict[str, bool] = {}  # small definitions go into every shard
         self._describe_version: dict[str, int] = {}
         self._describe_durable: dict[str, tuple[int, int]] = {}  # source -> (seq holding it, version)
         self._schemas: dict[str, SourceSchema] = {}
@@ -307,10 +308,13 @@ class RunWriter:
             )
         value = _json_roundtrip(describe, f"describe() of source {source!r}")
         names = self._schemas[source].names if source in self._schemas else ()
-        self._check_header_share(source, names, value)
+        share = self._check_header_share(source, names, value)
+        if source in self._schemas:
+            self._header_share[source] = share
         if self._describes.get(source) != value:
             self._describes[source] = value
             self._describe_version[source] = self._describe_version.get(source, 0) + 1
+            self._describe_inline[source] = json_size(value) <= fmt.DESCRIBE_INLINE_BYTES
 
     def _check_header_share(self, source: str, names: tuple[str, ...], describe: Mapping[str, Any]) -> int:
         share = header_estimate(source, names, describe)
@@ -349,6 +353,7 @@ class RunWriter:
             if source not in self._describes:
                 self._describes[source] = describe
                 self._describe_version[source] = 1
+                self._describe_inline[source] = True
             self._schemas[source] = schema
         else:
             step, epoch, tensors = next_record(record, schema)
@@ -468,7 +473,8 @@ class RunWriter:
         for source, blk in blocks.items():
             version = self._describe_version[source]
             stored = durable.get(source)
-            share = self._header_share[source] if stored is None or stored[1] != version else 0
+            inline = self._describe_inline[source]
+            share = self._header_share[source] if inline or stored is None or stored[1] != version else 0
             share = share or header_estimate(source, blk.names, None)
             if parts[-1] and used + share > room:
                 parts.append({})
@@ -481,7 +487,8 @@ class RunWriter:
             describe_seq: dict[str, int] = {}
             for source in part:
                 stored = durable.get(source)
-                if stored is not None and stored[1] == self._describe_version[source]:
+                inline = self._describe_inline[source]
+                if not inline and stored is not None and stored[1] == self._describe_version[source]:
                     describes[source], describe_seq[source] = None, stored[0]
                 else:
                     describes[source] = self._describes[source]
