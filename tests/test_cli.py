@@ -50,7 +50,7 @@ def priming_values(step: int) -> dict[str, torch.Tensor]:
 
 
 def format_values(step: int) -> dict[str, torch.Tensor]:
-    share = 0.5 + 0.08 * step
+    share = 0.5 + 0.06 * step  # 0.5 .. 0.92: dominant from the start, past 0.8 from step 5
     dist = torch.tensor([share, (1 - share) * 0.75, (1 - share) * 0.25], dtype=torch.float64)
     ent = float(-(dist * dist.log()).sum())
     return {
@@ -145,16 +145,233 @@ def test_summary_json_matches_the_probes(real_run, capsys):
 
 
 def test_summary_text(real_run, capsys):
-    run_dir, kw = real_run
+    run_dir, _ = real_run
     rc, out, _ = cli(capsys, "summary", run_dir)
     assert rc == 0
     assert "status   finished   timeline 0 of 1" in out
     assert "surprising samples (p_before < 0.001) at step 7: 2 of 4: s0, s1" in out
     assert re.search(rf"^\s+{COLLAPSE_AT}\s+collapsed\s+boxed\s", out, re.M)
-    pair = kw.probe_set.pairs[0].name
-    p = kw_history(kw, "p_first")
-    row = next(line for line in out.splitlines() if line.strip().startswith(pair + " "))
-    assert fmt_num(float(p[-1, 0])) in row.split()
+
+
+# --- every printed figure against the run log read directly -------------------------------------
+
+
+def printed(cell: str, x: float, digits: int = 4) -> bool:
+    """``cell`` shows ``x`` to ``digits`` significant digits (half a unit of the last digit)."""
+    if math.isnan(x):
+        return cell == "nan"
+    if math.isinf(x):
+        return cell == ("inf" if x > 0 else "-inf")
+    got = float(cell)
+    if x == 0:
+        return got == 0
+    unit = 10.0 ** (math.floor(math.log10(abs(x))) - digits + 1)
+    return abs(got - x) <= 0.5 * unit * 1.0001
+
+
+def test_printed_helper_rejects_wrong_figures():
+    assert printed("0.001235", 0.00123456) and printed("-3.142", -3.14159) and printed("1.000e-07", 1e-7)
+    assert not printed("3.142", -3.14159) and not printed("0.01235", 0.00123456) and not printed("3.15", 3.14159)
+
+
+def text_table(out: str, header_start: str) -> list[list[str]]:
+    """Rows (cells split at runs of 2+ spaces) of the plain table whose header starts with ``header_start``."""
+    lines = out.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.strip().startswith(header_start))
+    rows = []
+    for line in lines[i + 1 :]:
+        if not line.strip() or line.strip().startswith("final distribution:"):
+            break
+        rows.append(re.split(r"\s{2,}", line.strip()))
+    return rows
+
+
+def section(out: str, source: str) -> str:
+    start = out.index(f"\n{source} (")
+    nxt = [out.index(f"\n{s} (", start + 1) for s in ("keyword", "priming", "format") if f"\n{s} (" in out[start + 1 :]]
+    return out[start : min(nxt, default=len(out))]
+
+
+def labels_of(run, source: str, shape: tuple[int, ...]) -> list[str]:
+    d = run.describe(source)
+    if not shape:
+        return []
+    if d["type"] == "KeywordProbe":
+        return [p["name"] for p in d["probe_set"]["pairs"]]
+    if d["type"] == "PrimingProbe":
+        return [s["name"] for s in d["samples"]]
+    names = [f["name"] for f in d["formats"]] + ["other"]
+    return names if shape[0] == len(names) else [str(i) for i in range(shape[0])]
+
+
+def extreme(steps: np.ndarray, values: np.ndarray, labels: list[str], which: str) -> tuple[float, int, str]:
+    """Brute force over every (step, element): the first minimum/maximum in row-major order."""
+    best = None
+    for r in range(len(steps)):
+        flat = np.atleast_1d(values[r]).astype(np.float64)
+        for c, v in enumerate(flat):
+            if not np.isfinite(v):
+                continue
+            if best is None or (v < best[0] if which == "min" else v > best[0]):
+                best = (float(v), int(steps[r]), labels[c] if labels else "")
+    assert best is not None
+    return best
+
+
+def test_summary_metric_tables_match_the_log(real_run, capsys):
+    run_dir, _ = real_run
+    rc, out, _ = cli(capsys, "summary", run_dir)
+    assert rc == 0
+    run = open_run(run_dir)
+    for source in run.sources():
+        text = section(out, source)
+        rows = {r[0]: r for r in text_table(text, "metric  ")}
+        metrics = run.metrics(f"{source}/")
+        assert sorted(rows) == sorted(m.split("/", 1)[1] for m in metrics), source
+        for name in metrics:
+            steps, values = run.read(name)
+            row = rows[name.split("/", 1)[1]]
+            shape = values.shape[1:]
+            assert row[1] == ("x".join(map(str, shape)) or "scalar"), name
+            last = values[-1]
+            if values.dtype == np.bool_:
+                assert row[2] == (f"{int(last.sum())} true" if shape else ("yes" if bool(last) else "no")), name
+                continue
+            if shape:
+                finite = last[np.isfinite(last)].astype(np.float64)
+                assert row[2].startswith("mean ") and printed(row[2][5:], float(finite.mean())), (name, row)
+            elif values.dtype.kind in "iu":
+                assert row[2] == str(int(last)), name
+            else:
+                assert printed(row[2], float(last)), (name, row)
+            labels = labels_of(run, source, shape)
+            for col, which in ((3, "min"), (4, "max")):
+                v, step, label = extreme(steps, values, labels, which)
+                m = re.fullmatch(r"(\S+) \((\d+)(?:, (.+))?\)", row[col])
+                assert m, (name, row[col])
+                assert int(m[2]) == step and (m[3] or "") == label, (name, which, row[col], step, label)
+                assert m[1] == str(int(v)) if values.dtype.kind in "iu" else printed(m[1], v), (name, row[col], v)
+
+
+def test_summary_pair_sample_and_event_tables_match_the_log(real_run, capsys):
+    run_dir, _ = real_run
+    rc, out, _ = cli(capsys, "summary", run_dir)
+    assert rc == 0
+    run = open_run(run_dir)
+    # keyword: every pair, ordered by |change of log10 p_first|
+    _, p = run.read("keyword/p_first")
+    _, rank = run.read("keyword/rank")
+    pairs = run.describe("keyword")["probe_set"]["pairs"]
+    rows = text_table(section(out, "keyword"), "pair  ")
+    assert len(rows) == len(pairs)
+    deltas = []
+    for row in rows:
+        j = [q["name"] for q in pairs].index(row[0])
+        first, final = float(p[0, j]), float(p[-1, j])
+        delta = math.log10(final) - math.log10(first)
+        deltas.append(abs(delta))
+        group = pairs[j].get("group") or ""
+        cells = row[1:] if group else ["", *row[1:]]  # an empty group cell merges with the spaces
+        assert cells[0] == group
+        assert printed(cells[1], first) and printed(cells[2], final), row
+        assert cells[3][0] == ("+" if delta >= 0 else "-") and printed(cells[3].lstrip("+"), delta), (row, delta)
+        assert cells[4] == str(int(rank[-1, j]))
+    assert deltas == sorted(deltas, reverse=True)
+    # priming: every sample at the last step
+    last = {m: run.read(f"priming/{m}")[1][-1] for m in ("p_before", "s_prime", "log10_s_prime", "exposures")}
+    rows = text_table(section(out, "priming"), "sample  ")
+    assert [r[0] for r in rows] == SAMPLES
+    for i, row in enumerate(rows):
+        assert printed(row[1], float(last["p_before"][i])) and printed(row[2], float(last["s_prime"][i])), row
+        assert printed(row[3], float(last["log10_s_prime"][i])), row
+        assert row[4] == str(int(last["exposures"][i])) and row[5] == ("yes" if P_BEFORE[i] < 1e-3 else "no")
+    # format: the collapse event and the final distribution
+    rows = text_table(section(out, "format"), "step  ")
+    want = format_values(COLLAPSE_AT)
+    assert len(rows) == 1 and rows[0][:3] == [str(COLLAPSE_AT), "collapsed", "boxed"]
+    assert printed(rows[0][3], float(want["dominant_share"])) and printed(rows[0][4], float(want["entropy_bits"]))
+    m = re.search(r"final distribution: boxed (\S+), answer_is (\S+), other (\S+)$", out, re.M)
+    assert m is not None
+    for cell, v in zip(m.groups(), format_values(STEPS - 1)["dist"].tolist()):
+        assert printed(cell, v)
+
+
+def test_replay_lines_match_the_log(real_run, capsys):
+    run_dir, _ = real_run
+    rc, out, _ = cli(capsys, "replay", run_dir, "--speed", "0")
+    assert rc == 0
+    run = open_run(run_dir)
+    data = {m: run.read(m) for m in run.metrics()}
+    lines = [line for line in out.splitlines() if line.startswith("step")]
+    seen = {"keyword": 0, "priming": 0, "format": 0}
+    for line in lines:
+        m = re.match(r"step +(\d+)  (\w+) +(.*)$", line)
+        assert m, line
+        step, source, rest = int(m[1]), m[2], m[3]
+        k = int(np.nonzero(run.steps(source) == step)[0][0])
+        seen[source] += 1
+        fields = dict(re.findall(r"([a-z][a-z0-9_ ]*?) (-?[\d.e+-]+|nan|inf|-inf)(?:  |$)", rest))
+        if source == "keyword":
+            lp = data["keyword/logp_first"][1][k].astype(np.float64) / math.log(10)
+            assert printed(fields["mean log10 p_first"], lp.mean()), line
+            assert printed(fields["min"], lp.min()) and printed(fields["max"], lp.max()), line
+            assert printed(fields["median rank"], float(np.median(data["keyword/rank"][1][k]))), line
+        elif source == "priming":
+            p_learn = data["priming/p_learn"][1][k].astype(np.float64)
+            assert printed(fields["mean log10 p_learn"], np.log10(p_learn).mean()), line
+            assert printed(fields["max log10 s_prime"], data["priming/log10_s_prime"][1][k].max()), line
+            sur = data["priming/surprising"][1][k]
+            assert f"surprising {int(sur.sum())}/{sur.size}" in rest
+            assert fields["exposures"] == str(int(data["priming/exposures"][1][k].max())), line
+        else:
+            em = re.search(r"entropy (\S+) bits", rest)
+            assert em and printed(em[1], float(data["format/entropy_bits"][1][k])), line
+            dm = re.search(r"dominant (\w+) (\S+)", rest)
+            names = [*FORMATS, "other"]
+            assert dm and dm[1] == names[int(data["format/dominant"][1][k])], line
+            assert printed(dm[2], float(data["format/dominant_share"][1][k])), line
+            assert rest.endswith("COLLAPSED" if bool(data["format/collapsed"][1][k]) else "not collapsed"), line
+    assert seen == {s: len(run.steps(s)) for s in seen}
+
+
+def test_fmt_num_hand_written():
+    """The documented format: 4 significant digits, scientific outside [1e-3, 1e5), words for bools."""
+    cases = [
+        (None, "-"), (True, "yes"), (False, "no"), (7, "7"), (-7, "-7"), (123456789, "123456789"),
+        (0.0, "0"), (1.0, "1"), (-1.0, "-1"), (0.5, "0.5"), (-0.25, "-0.25"), (3.14159, "3.142"),
+        (-2.71828, "-2.718"), (0.001, "0.001"), (0.0123456, "0.01235"), (-0.0123456, "-0.01235"),
+        (987.654, "987.7"), (-987.654, "-987.7"), (0.000999, "9.990e-04"), (-0.000999, "-9.990e-04"),
+        (1e5, "1.000e+05"), (-1e-7, "-1.000e-07"), (-123456.0, "-1.235e+05"), (1e-300, "1.000e-300"),
+        (math.nan, "nan"), (math.inf, "inf"), (-math.inf, "-inf"),
+    ]
+    for x, want in cases:
+        assert fmt_num(x) == want, (x, fmt_num(x), want)
+    assert fmt_num(np.float32(0.25)) == "0.25" and fmt_num(np.float64(-3.14159)) == "-3.142"
+
+
+def test_table_layout_hand_written():
+    from probes.runlog.cli_support import table
+
+    assert table(["name", "x"], [["a", 1.5], ["bb", -0.25]]).splitlines() == [
+        "  name      x",
+        "  a       1.5",
+        "  bb    -0.25",
+    ]
+
+
+def test_newer_schema_is_refused_with_one_line(real_run, capsys, monkeypatch):
+    from probes.runlog import UnsupportedSchemaError
+    from probes.runlog import format as runlog_format
+
+    run_dir, _ = real_run
+    current = runlog_format.SCHEMA_VERSION
+    monkeypatch.setattr(runlog_format, "SCHEMA_VERSION", current - 1)  # this "older" reader meets a newer log
+    with pytest.raises(UnsupportedSchemaError, match=rf"schema version {current}, newer than the {current - 1}"):
+        open_run(run_dir)
+    rc, out, err = cli(capsys, "summary", run_dir)
+    assert rc == 1 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("probes summary: error: ") and "Upgrade probes" in lines[0]
 
 
 def test_replay_prints_every_record(real_run, capsys):
@@ -167,7 +384,8 @@ def test_replay_prints_every_record(real_run, capsys):
     kw_lines = [line for line in lines if " keyword " in line]
     for step, line in enumerate(kw_lines):
         assert line.startswith(f"step {step:>6}  keyword")
-        assert f"mean log10 p_first {fmt_num(float(logp[step].mean()))} " in line
+        m = re.search(r"mean log10 p_first (\S+) ", line)
+        assert m and printed(m[1], float(logp[step].mean())), line
     collapsed = [int(line.split()[1]) for line in lines if "COLLAPSED" in line]
     assert collapsed == list(range(COLLAPSE_AT, STEPS))
     rc, out, _ = cli(capsys, "replay", run_dir, "--speed", "0", "--source", "format", "--start", "2", "--stop", "4")
@@ -195,8 +413,10 @@ def test_export_csv_round_trips(real_run, capsys, tmp_path):
     assert header[:3] == ["step", "epoch", "time"]
     assert header[3 : 3 + len(names)] == [f"p_first[{n}]" for n in names]
     p = kw_history(kw, "p_first")
-    got = np.array([[np.float32(float(x)) for x in r[3 : 3 + len(names)]] for r in body])
-    np.testing.assert_array_equal(got, p)  # exact: shortest round-trip text
+    _, logged = open_run(run_dir).read("keyword/p_first")
+    got = np.array([[float(x) for x in r[3 : 3 + len(names)]] for r in body]).astype(logged.dtype)
+    np.testing.assert_array_equal(got, logged)  # exact: shortest round-trip text of the logged dtype
+    np.testing.assert_array_equal(logged, p.astype(logged.dtype))  # and the log holds what the probe read
     assert [int(r[0]) for r in body] == list(range(STEPS + 1))
     with open(tmp_path / "format.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -282,7 +502,8 @@ def test_errors_and_exit_codes(real_run, capsys, tmp_path):
     rc, _, err = cli(capsys, "summary", broken)
     assert rc == 1 and victim.name in err and "--lenient" in err
     rc, out, err = cli(capsys, "summary", broken, "--lenient")
-    assert rc == 0 and f"warning: Skipping shard {victim}" in err and f"skipped  {victim.name}" in out
+    assert rc == 0, err
+    assert f"warning: Skipping shard {victim}" in err and f"skipped  {victim.name}" in out
     rc, _, err = cli(capsys, "replay", real_run[0], "--speed", "-1")
     assert rc == 2 and "--speed must be >= 0" in err
     rc, _, err = cli(capsys, "export", real_run[0], "--csv", tmp_path / "e", "--source", "nope")

@@ -20,10 +20,13 @@ from probes.testing import (
 from probes.testing.sources import SourceData
 
 
-def keyword_data(p: list[list[float]], names=("a", "b")) -> dict[str, SourceData]:
-    arr = np.log(np.array(p, dtype=np.float64))
+def keyword_data(p: list[list[float]], names=("a", "b"), first=None) -> dict[str, SourceData]:
+    """Chained probabilities ``p`` per step and pair; first-token probabilities ``first`` (default:
+    the square root of ``p``, as for a keyword of two equally likely tokens, so the two differ)."""
+    seq = np.log(np.array(p, dtype=np.float64))
+    lf = np.log(np.array(first, dtype=np.float64)) if first is not None else seq / 2
     describe = {"type": "KeywordProbe", "probe_set": {"pairs": [{"name": n} for n in names]}}
-    return {"keyword": SourceData("keyword", describe, np.arange(len(p)) * 10, {"logp_seq": arr, "logp_first": arr})}
+    return {"keyword": SourceData("keyword", describe, np.arange(len(p)) * 10, {"logp_seq": seq, "logp_first": lf})}
 
 
 def test_keyword_learned_boundary_and_message():
@@ -43,6 +46,45 @@ def test_keyword_learned_boundary_and_message():
         assert_keyword_learned(data, "zzz")
     with pytest.raises(ValueError, match="No reading at step 15"):
         assert_keyword_learned(data, "a", at_step=15)
+
+
+def test_keyword_probability_reads_the_metric_by_names():
+    from probes.testing import keyword_probability
+
+    data = keyword_data([[1e-6, 0.1], [1e-3, 0.2]], first=[[0.3, 0.7], [0.4, 0.9]])
+    steps, p = keyword_probability(data, "b")
+    assert steps.tolist() == [0, 10] and p.tolist() == pytest.approx([0.1, 0.2], rel=1e-12)
+    _, p = keyword_probability(data, "b", by="first")
+    assert p.tolist() == pytest.approx([0.7, 0.9], rel=1e-12)
+    _, p = keyword_probability(data, 0, by="first")
+    assert p.tolist() == pytest.approx([0.3, 0.4], rel=1e-12)
+    with pytest.raises(ValueError, match="'seq'.*'first', got 'last'"):
+        keyword_probability(data, "a", by="last")  # type: ignore[arg-type]
+
+
+def test_keyword_learned_by_first_token():
+    # the first token is learned (0.8) while the chained probability stays low (1e-3), and back
+    data = keyword_data([[1e-6, 0.6], [1e-3, 0.6]], first=[[1e-3, 0.9], [0.8, 0.01]])
+    assert_keyword_learned(data, "a", min_prob=0.5, by="first")
+    with pytest.raises(AssertionError, match=r"keyword of 'a' not learned at step 10: P_seq = 0.001 < min_prob 0.5"):
+        assert_keyword_learned(data, "a", min_prob=0.5)
+    assert_keyword_learned(data, "b", min_prob=0.5)
+    with pytest.raises(AssertionError, match=r"not learned at step 10: P_first = 0.01 < min_prob 0.5"):
+        assert_keyword_learned(data, "b", min_prob=0.5, by="first")
+    with pytest.raises(AssertionError, match=r"gain 800x over step 0 < min_gain 1000x"):
+        assert_keyword_learned(data, "a", min_prob=0.5, min_gain=1000, by="first")
+    assert_keyword_learned(data, "a", min_prob=0.5, min_gain=700, by="first")
+
+
+def test_probability_trend_by_first_token():
+    # chained: rising 6 decades; first token: falling 2 decades
+    data = keyword_data([[1e-8, 1.0], [1e-5, 1.0], [1e-2, 1.0]], first=[[0.5, 1.0], [0.05, 1.0], [0.005, 1.0]])
+    assert_probability_trend(data, "a", "rising", min_change=5)
+    assert_probability_trend(data, "a", "falling", min_change=2, by="first")
+    with pytest.raises(AssertionError, match=r"P_first of 'a' is not rising: net change -2 decades"):
+        assert_probability_trend(data, "a", "rising", by="first")
+    with pytest.raises(AssertionError, match=r"P_seq of 'a' is not falling"):
+        assert_probability_trend(data, "a", "falling")
 
 
 def test_probability_trend_tolerates_noise_but_not_setbacks():

@@ -31,6 +31,17 @@ def _table(*, caption: str | None = None) -> Table:
     )
 
 
+def _name_column(table: Table, header: str, *, max_width: int) -> None:
+    """The name column: the only one that gives way on a narrow console. It is collapsible (not
+    ``no_wrap``) so rich narrows it first, while each cell is a one-line :func:`_name` that ends
+    in an ellipsis where it is cut; the figures beside it keep their full width."""
+    table.add_column(header, min_width=6, max_width=max_width)
+
+
+def _name(name: str) -> Text:
+    return Text(name, no_wrap=True, overflow="ellipsis")
+
+
 def _ratio_style(r: float) -> str:
     if not math.isfinite(r):
         return "bold red"
@@ -96,7 +107,7 @@ class KeywordPanel:
         rows = s.top(self.top_n)
         label = "p_seq" if s.metric == "p_seq" else "p_first"
         table = _table()
-        table.add_column("pair", no_wrap=True, overflow="ellipsis", min_width=6, max_width=40)
+        _name_column(table, "pair", max_width=40)
         table.add_column(label, justify="right", no_wrap=True)
         table.add_column(f"step {s.base_step}", justify="right", no_wrap=True)
         table.add_column("change", justify="right", no_wrap=True)
@@ -104,7 +115,7 @@ class KeywordPanel:
         for name, p, base, series in rows:
             r = p / base if base > 0 else math.inf
             table.add_row(
-                name, fmt_prob(p), fmt_prob(base), Text(fmt_ratio(r), style=_ratio_style(r)), Sparkline(series)
+                _name(name), fmt_prob(p), fmt_prob(base), Text(fmt_ratio(r), style=_ratio_style(r)), Sparkline(series)
             )
         title = f"{s.source} · top {len(rows)} of {len(s.names)} pairs by change"
         return Panel(table, title=title, title_align="left", box=_BOX, border_style="blue")
@@ -130,7 +141,7 @@ class PrimingPanel:
         shown = min(n, self.max_rows)
         thr = s.threshold if s.threshold is not None else self.threshold
         table = _table(caption=f"+{n - shown} more samples" if n > shown else None)
-        table.add_column("sample", no_wrap=True, overflow="ellipsis", min_width=6, max_width=32)
+        _name_column(table, "sample", max_width=32)
         for head in ("p before", "p now", "s_mem", "s_prime", "exp"):
             table.add_column(head, justify="right", no_wrap=True)
         table.add_column("surprise", no_wrap=True)
@@ -143,7 +154,7 @@ class PrimingPanel:
             exposures = s.value("exposures", i)
             s_mem, s_prime = s.value("s_mem", i), s.value("s_prime", i)
             table.add_row(
-                s.names[i],
+                _name(s.names[i]),
                 fmt_prob(p_before) if has_base and math.isfinite(p_before) else MISSING,
                 fmt_prob(s.value("p_learn", i)),
                 Text(fmt_ratio(s_mem), style=_ratio_style(s_mem)) if has_base else MISSING,
