@@ -34,7 +34,10 @@ __all__ = ["DirLock", "atomic_write", "entry_kind", "fsync_dir", "open_entry"]
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_fsync = os.fsync  # one indirection so that fault-injection tests can make the disk fail
+
+
+def _fsync(fd: int) -> None:
+    os.fsync(fd)  # looked up at call time, so that fault-injection tests can make the disk fail
 
 
 def entry_kind(mode: int) -> str:
