@@ -147,7 +147,7 @@ class Outbox:
         self.held_bytes += job.nbytes
         if error is not None:
             if first:
-                self._interval = self.backoff_s * 4 ** (self.retries + 1)
+                self._interval = min(MAX_RETRY_INTERVAL_S, self.backoff_s * 4 ** (self.retries + 1))
                 self._next_retry = time.monotonic() + self._interval
             message = (
                 f"Could not write shard seq {job.seq} to {self.path} after {job.attempts} attempts"
@@ -198,7 +198,8 @@ class Outbox:
             self._retry_held(retries=self.retries)
             if not self.held:
                 return
-            last = self.held[-1].errors[-1] if self.held[-1].errors else "the disk refused"
+            tried = [j for j in self.held if j.errors]
+            last = tried[-1].errors[-1] if tried else "the disk refused"
             for job in self.held:
                 self._lose(job, f"still failing at close ({last})")
             self.held.clear()
