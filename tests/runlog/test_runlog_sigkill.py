@@ -1,5 +1,6 @@
 """SIGKILL a training process at random moments: the log always opens, holds every record up to
-the last flush, and never shows a partial shard."""
+the last flush, and never shows a partial shard. In half of the rounds the writer has forked a
+helper process that outlives it: the helper must not keep the directory locked."""
 
 from __future__ import annotations
 
@@ -50,18 +51,29 @@ def test_sigkill_at_random_moments(tmp_path, crash_zygote):
     rng = random.Random(seed)
     zyg, stderr_path = crash_zygote
     lines = Lines(zyg.stdout)
+    helpers: list[int] = []
     try:
         ready = lines.next(150)
         assert ready == {"event": "ready"}, stderr_path.read_text()[-2000:]
         for round_ in range(4):
             run_dir = tmp_path / f"run{round_}"
-            cfg = {"dir": str(run_dir), "flush_every_n": rng.choice([1, 2, 3, 5]), "background": round_ % 2 == 1}
+            cfg = {
+                "dir": str(run_dir),
+                "flush_every_n": rng.choice([1, 2, 3, 5]),
+                "background": round_ % 2 == 1,
+                "fork_helper": round_ >= 2,
+            }
             zyg.stdin.write((json.dumps(cfg) + "\n").encode())
             zyg.stdin.flush()
             forked = lines.next(30)
             assert forked["event"] == "forked"
+            events: list[dict] = []
+            if cfg["fork_helper"]:  # kill the writer only once its helper runs
+                while (e := lines.next(60))["event"] != "helper":
+                    events.append(e)
+                helpers.append(e["pid"])
             delay = rng.uniform(0.2, 1.2)
-            events, deadline = [], time.monotonic() + delay
+            deadline = time.monotonic() + delay
             while (left := deadline - time.monotonic()) > 0:
                 e = lines.next(left)
                 if e is not None:
@@ -70,8 +82,15 @@ def test_sigkill_at_random_moments(tmp_path, crash_zygote):
             while (e := lines.next(30))["event"] != "reaped":
                 events.append(e)  # flushed before the kill, still in the pipe
             assert e["signal"] == signal.SIGKILL, f"seed {seed}: child ended on its own"
+            if cfg["fork_helper"]:
+                os.kill(helpers[-1], 0)  # the helper is still alive while the log is taken over
             check_log(run_dir, [e for e in events if e["event"] == "flushed"], f"seed {seed} round {round_} {cfg}")
     finally:
+        for pid in helpers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         zyg.stdin.close()
         zyg.wait(timeout=30)
 

@@ -134,7 +134,7 @@ def fsync_dir(dirpath: Path) -> None:
         os.close(fd)
 
 
-_HELD: dict[tuple[int, int], Path] = {}  # (st_dev, st_ino) of locked directories -> path, this process
+_HELD: dict[tuple[int, int], int] = {}  # (st_dev, st_ino) of locked directories -> pid that locked them
 _HELD_GUARD = threading.Lock()
 
 
@@ -155,12 +155,12 @@ class DirLock:
         st = os.stat(dirpath)
         self.key = (st.st_dev, st.st_ino)
         with _HELD_GUARD:
-            if self.key in _HELD:
+            if _HELD.get(self.key) == os.getpid():  # an entry copied into a forked child is not ours
                 raise RunLogError(
                     f"{dirpath} is being written by another RunWriter (pid {os.getpid()}), in this process."
                     " Close that writer first, or write this run to a different directory."
                 )
-            _HELD[self.key] = dirpath
+            _HELD[self.key] = os.getpid()
         try:
             self._acquire()
         except BaseException:
