@@ -166,11 +166,11 @@ def main() -> None:
         b = learn(s, weights, opt_state, args, prune=True)
         plain.append(a)
         pruned.append(b)
-        print(f"{s.name:16s} {s.keyword:>9s} {math.log10(a['p_before']):14.2f} | {a['log10_s_mem']:11.2f}"
+        print(f"{s.name:16s} {s.keyword:>9s} {a['log10_p_before_seq']:14.2f} | {a['log10_s_mem']:11.2f}"
               f" {a['log10_s_prime']:13.2f} |                  {b['log10_s_mem']:11.2f} {b['log10_s_prime']:13.2f}")
 
-    analysis = analyze_priming([r["p_before"] for r in plain], [r["s_prime"] for r in plain],
-                               prime_cutoff=args.prime_cutoff, n_bootstrap=2000, seed=0)
+    analysis = analyze_priming([r["log10_p_before_seq"] for r in plain], [r["log10_s_prime"] for r in plain],
+                               prime_cutoff=args.prime_cutoff, n_bootstrap=2000, seed=0, log10=True)
     print("\nDoes low P_before go with high priming? (runs without IgnoreTopK)")
     print(analysis.format())
 

@@ -257,3 +257,13 @@ def test_boundary_warning_is_once_per_pair_with_readable_tokens() -> None:
     assert "Pair 'm'" in messages[0] and "[300:'s b', 108:'l', 117:'u', 101:'e']" in messages[0]
     assert "merges the end of the context" in messages[0]
     assert probe.items[0].target == (300, *map(ord, "lue"))
+
+
+def test_context_is_used_as_written_and_a_doubled_separator_is_flagged() -> None:
+    tok = ByteTokenizer()
+    with pytest.warns(UserWarning, match=r"Pair 'sp'.*ends with whitespace.*separator=''"):
+        probe = KeywordProbe([("sp", "the sky is ", "blue")], tok)
+    assert probe.items[0].context == tuple(b"the sky is ")  # exactly as written, trailing space included
+    assert probe.items[0].target == tuple(b" blue")
+    plain = KeywordProbe([("sp", "the sky is ", "blue")], tok, separator="")  # the user's own spacing
+    assert plain.items[0].context == tuple(b"the sky is ") and plain.items[0].target == tuple(b"blue")

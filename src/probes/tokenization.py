@@ -4,12 +4,14 @@ Every probe that scores a continuation (keywords, learning samples and their pri
 scored answer formats, label spaces, benchmark options, IFD answers) goes through
 :func:`tokenize_continuation`, so every number the library prints means the same thing:
 
-* The context is tokenized **exactly as written**, except that its trailing whitespace moves to
-  the continuation. The separator (default one space) and any leading whitespace belong to the
-  continuation. This is the convention of the standard likelihood-evaluation harnesses: the score
-  of ``" vermilion"`` after ``"The colour of a pearl is"`` is read whether the tokenizer merges the
-  space into the word (``Ġvermilion``) or splits it off as a lone token (``Ġ``, ``verm``, ``ilion``);
-  a context that ends in a lone space token, which byte-level BPE models rarely see, is never fed.
+* The context is tokenized **exactly as written**. The separator (default one space) and any
+  leading whitespace belong to the continuation. This is the convention of the standard
+  likelihood-evaluation harnesses: the score of ``" vermilion"`` after ``"The colour of a pearl
+  is"`` is read whether the tokenizer merges the space into the word (``Ġvermilion``) or splits it
+  off as a lone token (``Ġ``, ``verm``, ``ilion``); the library never puts the separator into the
+  context, so a context ending in a lone space token (rare in BPE training text) is only fed when
+  the user wrote the context that way. A context that ends with whitespace followed by a
+  continuation that starts with whitespace is flagged (usually a doubled separator).
 * The continuation's tokens are those of the *joint* tokenization ``context + continuation`` after
   its longest common prefix with the context's own tokens; the score is their chained probability
   (``logp_seq``), and ``logp_first`` is the probability of the first of them.
@@ -44,7 +46,7 @@ Encode = Callable[[str], list[int]]
 
 #: Stored in every scoring probe's description, so a run log says which convention its scores use
 #: (logs written before this convention have no such key: their separator token was in the context).
-CONVENTION = "continuation-v2: context as written (trailing whitespace moved), separator scored with the keyword"
+CONVENTION = "continuation-v2: context as written, separator scored with the keyword"
 
 
 def checked_ids(ids: object, text: str) -> list[int]:
@@ -110,7 +112,7 @@ class ContinuationTokens:
     Attributes:
         context: ids fed before the continuation (leading special tokens and ``bos_id`` included).
         continuation: ids whose chained probability is the score.
-        context_text, continuation_text: the texts after moving the context's trailing whitespace.
+        context_text, continuation_text: the two texts.
         merged: the joint tokenization changed the context's own last tokens (a merge across the
             boundary); those context characters are then scored as part of the continuation.
         alone: the continuation tokenized on its own (special tokens removed), for the warning.
@@ -122,6 +124,11 @@ class ContinuationTokens:
     continuation_text: str
     merged: bool
     alone: tuple[tuple[int, ...], ...]
+
+    @property
+    def doubled(self) -> bool:
+        """The context ends with whitespace and the continuation starts with it (a doubled separator)."""
+        return bool(self.context_text[-1:].isspace() and self.continuation_text[:1].isspace())
 
     @property
     def differs(self) -> bool:
@@ -151,9 +158,6 @@ def tokenize_continuation(
             tokenizes to nothing, or the context is empty with no start token to condition on.
     """
     affixes = special_affixes(encode) if affixes is None else affixes
-    n_ws = len(context) - len(context.rstrip())
-    if n_ws:
-        context, continuation = context[: len(context) - n_ws], context[len(context) - n_ws :] + continuation
     ctx = affixes.strip(checked_ids(encode(context), context)) if context else ()
     joint_text = context + continuation
     full = affixes.strip(checked_ids(encode(joint_text), joint_text))
@@ -209,9 +213,16 @@ def boundary_warnings(
         except Exception:  # a decoder that cannot show these ids: fall back to the ids
             return str(list(ids))
 
-    bad = [(name, t) for name, t in named if t.differs]
+    bad = [(name, t) for name, t in named if t.differs or t.doubled]
     out = []
     for name, t in bad[:limit]:
+        if t.doubled and not t.differs:
+            out.append(
+                f"Pair {name!r}: the context {t.context_text[-40:]!r} ends with whitespace and the continuation"
+                f" {t.continuation_text!r} starts with whitespace; the separator is scored with the keyword, so strip"
+                " the context's trailing whitespace (or pass separator='')."
+            )
+            continue
         why = (
             "the joint tokenization merges the end of the context into it"
             if t.merged

@@ -46,9 +46,8 @@ def test_ifd_matches_direct_two_pass_computation(tiny_gpt, reverse):
         assert got.ifd[i].item() == pytest.approx(a_given_q / a_alone, rel=1e-4)
         assert got.flagged[i].item() == (a_given_q / a_alone >= 1)
         if reverse:
-            # the template's trailing newline moves to the instruction (whitespace belongs to the continuation)
-            q_given_a = direct_ppl(tiny_gpt, start + tok.encode(answer), tok.encode("\n" + instruction))
-            q_alone = direct_ppl(tiny_gpt, start, tok.encode("\n" + instruction))
+            q_given_a = direct_ppl(tiny_gpt, start + tok.encode(answer + "\n"), tok.encode(instruction))
+            q_alone = direct_ppl(tiny_gpt, start, tok.encode(instruction))
             assert got.r_ifd[i].item() == pytest.approx(q_given_a / q_alone, rel=1e-4)
             assert got.ppl_instruction[i].item() == pytest.approx(q_alone, rel=1e-4)
         else:
