@@ -27,7 +27,6 @@ import argparse
 import copy
 import json
 import logging
-import math
 import statistics
 import time
 import warnings
