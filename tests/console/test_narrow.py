@@ -18,8 +18,9 @@ from probes.records import Record
 from ._records import FakeClock, render
 
 WIDTH = 80
-PAIRS = [f"pair-{i}-" + "with-a-name-far-longer-than-the-column-" * 2 + f"end{i}" for i in range(3)]
-SAMPLES = [f"sample-{i}-" + "another-extremely-long-learning-sample-name-" * 2 + f"end{i}" for i in range(2)]
+# names with spaces (as real pair names have: "colour: the sky") would wrap at the spaces if let
+PAIRS = [f"pair{i} " + "with a name far longer than the column " * 2 + f"end{i}" for i in range(3)]
+SAMPLES = [f"sample{i} " + "another extremely long learning sample name " * 2 + f"end{i}" for i in range(2)]
 P = [[1e-4, 0.5, 0.02], [1e-3, 0.25, 0.02], [1e-2, 0.1, 0.04]]
 
 
@@ -51,8 +52,13 @@ def _dashboard() -> Dashboard:
 
 
 def _rows(lines: list[str], names: list[str]) -> dict[str, list[str]]:
-    """For each name, the lines that show any part of it (by its unique 'name-<i>-' stem)."""
-    return {n: [line for line in lines if n.split("-with")[0].split("-another")[0] + "-" in line] for n in names}
+    """For each name, the lines that show any part of it: its unique first word, or any later word
+    (a wrapped name continues on the next lines)."""
+    out = {}
+    for n in names:
+        first, rest = n.split(" ", 1)
+        out[n] = [line for line in lines if f"│ {first} " in line or rest.split(" ")[-1] in line]
+    return out
 
 
 @pytest.mark.parametrize("panel", ["keyword", "priming"])
