@@ -114,8 +114,8 @@ def test_disk_full_for_a_while_holds_then_writes_everything(tmp_path, disk, back
 
 def test_foreground_flush_error_keeps_its_batch(tmp_path, disk):
     """The issue's case: a foreground flush hit an I/O error, raised a raw OSError and dropped the
-    batch, leaving steps [0, 2] after recovery."""
-    w = writer(tmp_path, flush_every_n=100)
+    batch, leaving steps [0, 2] after recovery. (Default retry settings: about a second of backoff.)"""
+    w = RunWriter(tmp_path / "run", flush_every_n=100)
     w.write(rec(0))
     w.flush()
     disk.broken = True
@@ -218,8 +218,7 @@ def fit(tmp_path, disk, start: int, stop: int, background: bool) -> StepProbe:  
 
 
 @pytest.mark.parametrize("background", [False, True])
-def test_training_survives_a_full_disk(tmp_path, disk, background, monkeypatch):
-    monkeypatch.setattr("probes.runlog.faults.MAX_RETRY_INTERVAL_S", 0.0)
+def test_training_survives_a_full_disk(tmp_path, disk, background):
     with pytest.warns(RunLogWarning, match="Training continues"):
         probe = fit(tmp_path, disk, 3, 7, background)
     assert disk.failed > 0

@@ -354,14 +354,23 @@ def test_cli_can_raise_the_header_cap(tmp_path, capsys):
     assert rc == 0 and "a (Synthetic): 1 records" in out
 
 
-def test_unreadable_entry_is_typed(tmp_path):
+def test_unreadable_entry_is_typed(tmp_path, monkeypatch, capsys):
     small_run(tmp_path)
-    if os.geteuid() == 0:
-        pytest.skip("root reads files whatever their mode")
     victim = shards(tmp_path)[0]
-    victim.chmod(0)
-    with pytest.raises(CorruptShardError, match="cannot be opened"):
+    real_open = os.open
+
+    def deny(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.fspath(path) == os.fspath(victim):  # as for a file of another user (this suite may run as root)
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", deny)
+    with pytest.raises(CorruptShardError, match=r"it cannot be opened \(Permission denied\)"):
         open_run(tmp_path)
+    run, skipped = lenient(tmp_path)
+    assert run.steps("a").tolist() == [4, 5] and "Permission denied" in skipped[0]
+    rc, _, err = cli(capsys, "replay", tmp_path, "--speed", "0")
+    assert rc == 1 and "Permission denied" in one_error_line(err, "replay")
 
 
 def test_a_shard_swapped_after_validation_is_not_mapped(tmp_path):
