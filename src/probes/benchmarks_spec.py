@@ -9,6 +9,11 @@ two styles:
 * ``"letters"``: the options are listed under the prompt as ``A. ...``, ``B. ...`` followed by
   ``"Answer:"``, and the option letters (``" A"``, ``" B"``, ...) are scored.
 
+A benchmark may carry an ``instruction``: text (or token ids) put in front of every question's
+prompt, exactly as written (``instruction + prompt``; include your own separator, e.g. a newline).
+:class:`~probes.callbacks.benchmark_probe.BenchmarkProbe` can score every question again with the
+instruction replaced (``ablations=``, e.g. empty or misleading), in the same batched pass.
+
 A :class:`BenchmarkSuite` is an ordered set of uniquely named benchmarks. No Lightning import here.
 """
 
@@ -20,7 +25,7 @@ from typing import Any, Literal, Union
 
 from probes.specs import TextOrIds
 
-__all__ = ["Benchmark", "BenchmarkSuite", "Question", "as_suite"]
+__all__ = ["Benchmark", "BenchmarkSuite", "Question", "as_suite", "check_instruction"]
 
 Style = Literal["cloze", "letters"]
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -41,6 +46,36 @@ def _text_or_ids(value: object, what: str, where: str) -> TextOrIds:
         f"{where}: expected `{what}` to be a string or a sequence of int token ids, got {type(value).__name__}"
         f" {value!r}."
     )
+
+
+def check_instruction(value: object, *, text: bool, where: str) -> TextOrIds:
+    """Validate an instruction: a string (may be empty) for text questions, or a sequence of token
+    ids (may be empty; ``""`` also means none) for token-id questions."""
+    if text:
+        if not isinstance(value, str):
+            raise ValueError(
+                f'{where}: expected the instruction to be a string ("" for none) for text questions, got'
+                f" {type(value).__name__} {value!r}."
+            )
+        return value
+    if isinstance(value, str):
+        if value:
+            raise ValueError(
+                f"{where}: the questions are token ids, so the instruction must be token ids too, got text {value!r}."
+            )
+        return ()
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        return tuple(int(v) for v in value)
+    raise ValueError(f"{where}: expected the instruction to be a sequence of token ids >= 0, got {value!r}.")
+
+
+def join_instruction(instruction: TextOrIds, prompt: TextOrIds) -> TextOrIds:
+    """``instruction + prompt`` (text or token ids), exactly as written."""
+    if isinstance(prompt, str):
+        return f"{instruction}{prompt}"
+    return tuple(instruction) + tuple(prompt)
 
 
 @dataclass(frozen=True)
@@ -153,10 +188,13 @@ class Benchmark:
         style: ``"cloze"`` (score the options as continuations) or ``"letters"`` (list the
             options and score their letters); see the module docstring.
         separator: inserted between the prompt and each continuation (default one space).
+        instruction: put in front of every question's prompt exactly as written (``instruction
+            + prompt``; default none). Text for text questions, token ids for token-id questions.
 
     Raises:
         ValueError: no questions, a bad question (the message names the benchmark and the
-            question), duplicate question names, an unknown style, or ``"letters"`` with token ids.
+            question), duplicate question names, an unknown style, ``"letters"`` with token ids,
+            or an instruction of the wrong kind.
     """
 
     name: str
@@ -164,6 +202,7 @@ class Benchmark:
     category: str = ""
     style: Style = "cloze"
     separator: str = " "
+    instruction: TextOrIds = ""
 
     def __init__(
         self,
@@ -173,6 +212,7 @@ class Benchmark:
         category: str = "",
         style: Style = "cloze",
         separator: str = " ",
+        instruction: TextOrIds = "",
     ) -> None:
         if not isinstance(name, str) or not name.strip() or "/" in name:
             raise ValueError(f"Expected benchmark `name` to be a non-empty string without '/', got {name!r}.")
@@ -205,16 +245,31 @@ class Benchmark:
         object.__setattr__(self, "category", category)
         object.__setattr__(self, "style", style)
         object.__setattr__(self, "separator", separator)
+        object.__setattr__(
+            self,
+            "instruction",
+            check_instruction(instruction, text=converted[0].is_text, where=f"Benchmark {name!r}"),
+        )
+
+    @property
+    def is_text(self) -> bool:
+        return self.questions[0].is_text
 
     def __len__(self) -> int:
         return len(self.questions)
 
-    def render(self, question: Question) -> tuple[TextOrIds, tuple[TextOrIds, ...]]:
-        """``(context, continuations)`` scored for ``question`` in this benchmark's style."""
+    def render(
+        self, question: Question, instruction: Union[TextOrIds, None] = None
+    ) -> tuple[TextOrIds, tuple[TextOrIds, ...]]:
+        """``(context, continuations)`` scored for ``question`` in this benchmark's style.
+
+        The context starts with ``instruction`` (default: the benchmark's own), exactly as written.
+        """
+        inst = self.instruction if instruction is None else instruction
         if self.style == "cloze":
-            return question.prompt, question.options
+            return join_instruction(inst, question.prompt), question.options
         listing = "\n".join(f"{LETTERS[k]}. {o}" for k, o in enumerate(question.options))
-        return f"{question.prompt}\n{listing}\nAnswer:", tuple(LETTERS[: question.n_options])
+        return f"{inst}{question.prompt}\n{listing}\nAnswer:", tuple(LETTERS[: question.n_options])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -222,6 +277,7 @@ class Benchmark:
             "category": self.category,
             "style": self.style,
             "separator": self.separator,
+            "instruction": self.instruction if isinstance(self.instruction, str) else list(self.instruction),
             "questions": [q.to_json() for q in self.questions],
         }
 

@@ -54,19 +54,30 @@ def brute_force_ece(conf: Sequence[float], correct: Sequence[bool], n_bins: int)
     return total
 
 
-def brute_force_benchmarks(model, suite: BenchmarkSuite, *, length_norm: str = "none", n_bins: int = 10) -> dict:
-    """Per benchmark accuracy / confidences / ECE, one question and one option at a time."""
+def brute_force_benchmarks(
+    model,
+    suite: BenchmarkSuite,
+    *,
+    length_norm: str = "none",
+    n_bins: int = 10,
+    instructions: Mapping[str, str] | None = None,
+) -> dict:
+    """Per benchmark accuracy / confidences / ECE / label mass, one question and one option at a
+    time; ``instructions`` (benchmark name -> text) replaces the benchmarks' own instructions."""
     tok = ByteTokenizer()
     out: dict[str, dict] = {}
     for bench in suite:
-        pred, correct, p_chosen, p_correct = [], [], [], []
+        pred, correct, p_chosen, p_correct, mass = [], [], [], [], []
         for q in bench.questions:
-            ctx, conts = bench.render(q)
+            ctx, conts = bench.render(q, None if instructions is None else instructions[bench.name])
             scores = []
+            m = 0.0
             for cont in conts:
                 kw = tok.encode(bench.separator + cont)  # the separator is scored with the option
                 s = brute_force_pair(model, tok.encode(ctx), kw)["logp_seq"]
+                m += math.exp(s)
                 scores.append(s / len(kw) if length_norm == "token" else s)
+            mass.append(m)
             top = max(scores)
             z = sum(math.exp(s - top) for s in scores)
             probs = [math.exp(s - top) / z for s in scores]
@@ -84,6 +95,8 @@ def brute_force_benchmarks(model, suite: BenchmarkSuite, *, length_norm: str = "
             "confidence_chosen": sum(p_chosen) / len(p_chosen),
             "confidence_correct": sum(p_correct) / len(p_correct),
             "ece": brute_force_ece(p_chosen, correct, n_bins),
+            "q_label_mass": mass,
+            "label_mass": sum(mass) / len(mass),
         }
     return out
 

@@ -14,10 +14,20 @@ Definitions used throughout the library:
   exactly 0 falls in the first bin (Guo et al. 2017). ECE is always computed from the
   chosen-option confidence: calibration asks whether the model's stated certainty in its *own
   prediction* matches how often that prediction is right.
+* **Output space** (Kung & Peng 2023, arXiv 2305.11383): the *label mass* of a question is the
+  summed probability of all its options, ``sum_k P(option_k | question)`` with the unnormalised
+  chained probabilities (how much of the model's output distribution lies on the answer set at
+  all); the *chance* accuracy of a question is ``1 / n_options`` (a guess uniform over the label
+  set: the paper's random baseline, which knows the output space and nothing else); the *majority*
+  accuracy of a set of questions is the share of questions whose correct label is the most
+  frequent correct label (the best accuracy of any predictor that ignores the question, knowing
+  the label distribution).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,10 +38,13 @@ __all__ = [
     "ChoiceStats",
     "ReliabilityBins",
     "bin_edges",
+    "chance_accuracy",
     "choice_stats",
     "expected_calibration_error",
     "grouped_expected_calibration_error",
     "grouped_mean",
+    "label_mass",
+    "majority_rate",
     "option_probabilities",
     "reliability_bins",
 ]
@@ -228,3 +241,45 @@ def grouped_mean(values: torch.Tensor, group: torch.Tensor, n_groups: int) -> to
     total = torch.zeros(n_groups, dtype=torch.float64, device=v.device).index_add_(0, group.long(), v)
     count = torch.zeros(n_groups, dtype=torch.float64, device=v.device).index_add_(0, group.long(), torch.ones_like(v))
     return total / count
+
+
+def label_mass(logp: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Probability mass on each question's options: ``[Q]`` float64 ``sum_k exp(logp[q, k])``
+    over the valid options.
+
+    Args:
+        logp: ``[Q, K]`` natural-log probabilities of each option's tokens given the question
+            (chained, *not* length-normalised, so the sum is a probability), padded.
+        valid: ``[Q, K]`` bool, True for real options.
+
+    The sum is a probability (at most 1) when no option's tokens are a prefix of another
+    option's tokens in the same question; otherwise the shared prefix mass is counted twice.
+    """
+    masked = logp.double().masked_fill(~valid, float("-inf"))
+    return torch.logsumexp(masked, dim=1).exp()
+
+
+def chance_accuracy(valid: torch.Tensor) -> torch.Tensor:
+    """``[Q]`` float64 ``1 / n_options`` of each question (the accuracy of a uniform guess over
+    its options); ``valid`` is ``[Q, K]`` bool."""
+    return 1.0 / valid.sum(dim=1).to(torch.float64)
+
+
+def majority_rate(labels: Sequence[Hashable]) -> float:
+    """Share of questions whose correct label is the most frequent correct label.
+
+    ``labels`` holds each question's correct label (e.g. its answer text). This is the accuracy of
+    always answering the most frequent label, and the best accuracy of any predictor that does
+    not look at the question (whatever it knows about the label distribution).
+
+    Raises:
+        ValueError: no labels.
+
+    Example::
+
+        majority_rate(["pos", "neg", "pos", "pos"])  # 0.75
+    """
+    labels = list(labels)
+    if not labels:
+        raise ValueError("Expected at least one label, got none: the majority rate of no questions is undefined.")
+    return max(Counter(labels).values()) / len(labels)
