@@ -7,6 +7,7 @@ KeywordProbe on the fact's keyword. Loops are trained once per module.
 from __future__ import annotations
 
 import re
+import warnings
 
 import lightning.pytorch as pl
 import pytest
@@ -16,6 +17,7 @@ from probes.demos import ByteTokenizer
 from probes.testing import (
     ExpectationFailed,
     KeywordLearned,
+    PrimingBelow,
     ProbeExpectations,
     assert_keyword_learned,
     assert_logs_close,
@@ -110,6 +112,17 @@ def test_expectation_passes_on_healthy_and_warn_mode_continues(probe_trainer):
     assert trainer.global_step == 10 and [f["step"] for f in warn.failures] == [5, 6, 7, 8, 9, 10]
 
 
+def test_stop_action_ends_training_at_the_breaking_step(probe_trainer):
+    stop = ProbeExpectations([KeywordLearned("sand", by_step=30, min_prob=1e-3)], action="stop")
+    probe = KeywordProbe([PAIR], ByteTokenizer(), model="model")
+    trainer = probe_trainer([probe, stop], max_steps=N_BATCHES)
+    with pytest.warns(UserWarning, match=r"failed at step 30:[\s\S]*Stopping training"):
+        trainer.fit(make_loop("lr0"), fact_loader(N_BATCHES))  # no exception: the trainer stops
+    assert trainer.global_step == 31 and trainer.should_stop
+    assert [f["step"] for f in stop.failures][:1] == [30]
+    assert probe.history[-1].step == 31  # the final reading of the stopped run
+
+
 def test_expectations_validate_arguments():
     with pytest.raises(ValueError, match="at least one expectation"):
         ProbeExpectations([])
@@ -157,21 +170,64 @@ def priming_runs():
         if kind == "leaks_fact":
             loader = InjectedLoader(loader, [fact], tok, presentations=20, start=10)
         probe = PrimingProbe([fact], tok, model="model", baseline=10)
-        _short_trainer([probe], 40).fit(copy.deepcopy(pre), loader)
+        expectations = ProbeExpectations([PrimingBelow(PRIMING_LIMITS[2])], action="warn")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            _short_trainer([probe, expectations], 40).fit(copy.deepcopy(pre), loader)
         out[kind] = probe
+        out[f"{kind}/expectations"] = expectations
     return out
+
+
+# Chained byte probabilities near 1e-26 drift by decades under ordinary training, while a leaked
+# fact raises them by far more. The limits below are not tuned to sit between two observed
+# values: every limit in a band of six decades must separate the two loops, so the assertion
+# discriminates with a wide margin on either side.
+PRIMING_LIMITS = (1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12)
 
 
 def test_no_priming_passes_healthy_and_fails_when_the_fact_leaks(priming_runs):
     from probes.testing import assert_no_priming
 
-    # chained byte probabilities near 1e-26 drift by decades under ordinary training; the leaked
-    # fact raises them by far more (observed: healthy S_prime ~1.7e4, leaked ~2.5e18)
-    assert_no_priming(priming_runs["healthy"], max_factor=1e8)
-    with pytest.raises(
-        AssertionError, match=r"s_prime of sample 'pearl' is .* at step \d+, above the limit 1.000e\+08"
-    ):
-        assert_no_priming(priming_runs["leaks_fact"], max_factor=1e8)
+    for limit in PRIMING_LIMITS:
+        assert_no_priming(priming_runs["healthy"], max_factor=limit)
+        with pytest.raises(AssertionError, match=r"s_prime of sample 'pearl' is .* at step \d+, above the limit"):
+            assert_no_priming(priming_runs["leaks_fact"], max_factor=limit)
+
+
+def test_priming_below_passes_healthy_and_fails_when_the_fact_leaks(priming_runs):
+    from probes.testing import assert_priming_below
+
+    healthy, leaked = priming_runs["healthy"], priming_runs["leaks_fact"]
+    for limit in PRIMING_LIMITS:
+        assert_priming_below(healthy, limit)
+        assert_priming_below(healthy, limit, samples=["pearl"])
+        with pytest.raises(AssertionError) as e:
+            assert_priming_below(leaked, limit, samples=["pearl"])
+        # the message names the first reading over the limit: find it in the probe's own history
+        first = next(
+            r for r in leaked.history if bool(r.tensors["has_baseline"][0]) and float(r.tensors["s_prime"][0]) > limit
+        )
+        assert f"at step {first.step}," in str(e.value)
+    # readings up to the baseline step carry no priming yet: the limit is not checked there
+    baseline_step = next(r.step for r in leaked.history if bool(r.tensors["has_baseline"][0]))
+    assert_priming_below(leaked, 1.0 + 1e-9, after_step=leaked.history[-1].step)  # nothing after the last
+    with pytest.raises(AssertionError):
+        assert_priming_below(leaked, PRIMING_LIMITS[0], after_step=baseline_step)
+
+
+def test_priming_below_expectation_checked_live(priming_runs):
+    """PrimingBelow inside ProbeExpectations (warn mode, attached to the same runs) fails at the
+    first reading over the limit, and never on the healthy loop."""
+    limit = PRIMING_LIMITS[2]
+    assert priming_runs["healthy/expectations"].failures == []
+    failures = priming_runs["leaks_fact/expectations"].failures
+    leaked = priming_runs["leaks_fact"]
+    over = [
+        r.step for r in leaked.history if bool(r.tensors["has_baseline"][0]) and float(r.tensors["s_prime"][0]) > limit
+    ]
+    assert over and [f["step"] for f in failures] == over
+    assert failures[0]["expectation"] == f"PrimingBelow(s_prime <= {limit})"
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +258,10 @@ def rl_runs():
 def test_no_format_collapse_passes_healthy_and_fails_on_collapsing_reward(rl_runs):
     from probes.testing import assert_no_format_collapse
 
-    # observed minimum exact entropy: shuffled 0.50 bits, correctness reward 0.19 bits
-    assert_no_format_collapse(rl_runs["shuffled"], min_entropy_bits=0.35)
+    # a limit fixed in advance, not between two observed values: the collapse threshold tau = 0.95
+    # of the demo's detector; and the probe's own detector (default criterion) must agree
+    assert_no_format_collapse(rl_runs["shuffled"], max_dominant_share=0.95)
     with pytest.raises(AssertionError, match=r"format distribution collapsed at step \d+: 'equals' holds"):
-        assert_no_format_collapse(rl_runs["correct"], min_entropy_bits=0.35)
+        assert_no_format_collapse(rl_runs["correct"], max_dominant_share=0.95)
+    assert not any(bool(r.tensors["collapsed"]) for r in rl_runs["shuffled"].history)
+    assert any(bool(r.tensors["collapsed"]) for r in rl_runs["correct"].history)
