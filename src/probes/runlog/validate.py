@@ -12,10 +12,11 @@ from __future__ import annotations
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
+from probes.records import Record
 from probes.runlog import format as fmt
 from probes.runlog.errors import InvalidRecordError
 from probes.runlog.kinds import schema_problem
@@ -28,13 +29,36 @@ INT64_MAX = 2**63 - 1
 
 @dataclass(frozen=True)
 class SourceSchema:
-    """What every record of one source carries: metric names (emission order) and per metric
-    ``(dtype, shape, device)``; ``record_bytes`` is the size of one record's tensors."""
+    """What every record of one source carries: metric names (emission order), per metric
+    ``(dtype, shape, device)``, and the metrics grouped by equal dtype, shape and device (each
+    group is stacked into one row per record at ``write()``, and the rows into one tensor per
+    flush); ``record_bytes`` is the size of one record's tensors."""
 
     names: tuple[str, ...]
     keys: frozenset[str]
     specs: dict[str, tuple[torch.dtype, torch.Size, torch.device]]
     record_bytes: int
+    groups: tuple[tuple[tuple[str, ...], torch.dtype, torch.Size, torch.device], ...] = ()
+
+
+Rows = list[torch.Tensor]
+"""One tensor per group of a record: the metric itself for a group of one, else
+``torch.stack`` of the group's metrics (``[len(names), *shape]``)."""
+
+
+def _plan(specs: dict[str, tuple[torch.dtype, torch.Size, torch.device]]) -> tuple[Any, ...]:
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for name, spec in specs.items():
+        groups.setdefault(spec, []).append(name)
+    return tuple((tuple(names), *spec) for spec, names in groups.items())
+
+
+def _rows(schema: SourceSchema, tensors: Mapping[str, torch.Tensor]) -> Rows:
+    rows = []
+    for names, _, _, _ in schema.groups:
+        row = tensors[names[0]] if len(names) == 1 else torch.stack([tensors[m] for m in names])
+        rows.append(row.detach() if row.requires_grad else row)
+    return rows
 
 
 def check_source_name(source: Any) -> None:
@@ -114,9 +138,7 @@ def _tensor(source: str, step: int, name: str, value: Any) -> torch.Tensor:
     return value
 
 
-def first_record(
-    record: Any, describe: Mapping[str, Any]
-) -> tuple[str, int, int, dict[str, torch.Tensor], SourceSchema]:
+def first_record(record: Any, describe: Mapping[str, Any]) -> tuple[str, int, int, Rows, SourceSchema]:
     """Validate the first record of a source and derive the schema its later records must follow.
 
     Raises:
@@ -141,16 +163,61 @@ def first_record(
             " (docs/records.md). Emit the documented shapes, or use another `type` in describe()."
         )
     nbytes = sum(t.numel() * t.element_size() for t in out.values())
-    schema = SourceSchema(tuple(out), frozenset(out), specs, nbytes)
-    return source, step, epoch, out, schema
+    schema = SourceSchema(tuple(out), frozenset(out), specs, nbytes, _plan(specs))
+    return source, step, epoch, _rows(schema, out), schema
 
 
-def next_record(record: Any, schema: SourceSchema) -> tuple[int, int, dict[str, torch.Tensor]]:
-    """Validate a later record of a source against its schema (names, dtypes, shapes, devices).
+def next_record(record: Any, schema: SourceSchema) -> tuple[int, int, Rows]:
+    """Validate a later record of a source against its schema (names, dtypes, shapes, devices)
+    and stack its groups.
+
+    The common case costs one ``torch.stack`` per group plus a dtype check per metric; anything
+    unexpected goes through :func:`_next_record_slow`, which names the offending value.
 
     Raises:
         InvalidRecordError: anything wrong, named with the fix.
     """
+    if type(record) is Record:
+        step, epoch, tensors = record.step, record.epoch, record.tensors
+        if (
+            type(step) is int
+            and type(epoch) is int
+            and 0 <= step <= INT64_MAX
+            and -1 <= epoch <= INT64_MAX
+            and type(tensors) is dict
+            and tensors.keys() == schema.keys
+        ):
+            rows = _fast_rows(schema, tensors)
+            if rows is not None:
+                return step, epoch, rows
+    return _next_record_slow(record, schema)
+
+
+def _fast_rows(schema: SourceSchema, tensors: dict[str, Any]) -> Optional[Rows]:
+    """The rows of a record that matches its schema exactly, or None to take the slow path."""
+    rows = []
+    try:
+        for names, dtype, shape, device in schema.groups:
+            if len(names) == 1:
+                row = tensors[names[0]]
+                if type(row) is not torch.Tensor or row.dtype is not dtype or row.shape != shape:
+                    return None
+            else:
+                values = [tensors[m] for m in names]
+                if not all(type(v) is torch.Tensor and v.dtype is dtype for v in values):
+                    return None
+                row = torch.stack(values)  # raises on a shape, device or layout mismatch
+                if row.shape[1:] != shape:
+                    return None
+            if row.device != device or row.layout is not torch.strided:
+                return None
+            rows.append(row.detach() if row.requires_grad else row)
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    return rows
+
+
+def _next_record_slow(record: Any, schema: SourceSchema) -> tuple[int, int, Rows]:
     source, step, epoch, tensors = _header(record)
     if tensors.keys() != schema.keys:
         raise InvalidRecordError(
@@ -177,7 +244,7 @@ def next_record(record: Any, schema: SourceSchema) -> tuple[int, int, dict[str, 
                     " record's tensors the same dtype, shape and device."
                 )
         out[name] = value
-    return step, epoch, out
+    return step, epoch, _rows(schema, out)
 
 
 def _desc(dtype: torch.dtype, shape: Any) -> str:

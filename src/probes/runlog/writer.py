@@ -37,7 +37,6 @@ from probes.runlog.errors import RunLogError
 from probes.runlog.faults import ON_ERROR, Outbox
 from probes.runlog.files import DirLock
 from probes.runlog.lineage import Branch
-from probes.runlog.stacking import Rejected, Stacker
 from probes.runlog.validate import SourceSchema, check_source_name, first_record, next_record
 
 __all__ = ["RunWriter", "ShardInfo"]
@@ -216,9 +215,8 @@ class RunWriter:
         self._describe_durable: dict[str, tuple[int, int]] = {}  # source -> (seq holding it, version)
         self._schemas: dict[str, SourceSchema] = {}
         self._header_share: dict[str, int] = {}
-        self._stacker = Stacker()
-        # per source: (step, epoch, tensors, time)
-        self._buffers: dict[str, list[tuple[int, int, dict[str, torch.Tensor], float]]] = {}
+        # per source: (step, epoch, rows (one tensor per metric group), time)
+        self._buffers: dict[str, list[tuple[int, int, list[torch.Tensor], float]]] = {}
         self._n_buffered = 0
         self._oldest: Optional[float] = None
         self._last_step = self.fork_step if branch is not None else -1
@@ -345,7 +343,7 @@ class RunWriter:
         source = getattr(record, "source", None)
         schema = self._schemas.get(source) if isinstance(source, str) else None
         if schema is None:
-            source, step, epoch, tensors, schema = first_record(
+            source, step, epoch, rows, schema = first_record(
                 record, self._describes.get(source, {"source": source}) if isinstance(source, str) else {}
             )
             describe = self._describes.get(source, {"source": source})
@@ -356,12 +354,12 @@ class RunWriter:
                 self._describe_inline[source] = True
             self._schemas[source] = schema
         else:
-            step, epoch, tensors = next_record(record, schema)
+            step, epoch, rows = next_record(record, schema)
         now = time.time()
         buf = self._buffers.get(source)
         if buf is None:
             buf = self._buffers[source] = []
-        buf.append((step, epoch, tensors, now))
+        buf.append((step, epoch, rows, now))
         self._n_buffered += 1
         if step > self._last_step:
             self._last_step = step
@@ -450,11 +448,10 @@ class RunWriter:
         for source, buf in self._buffers.items():
             if not buf:
                 continue
-            names = self._schemas[source].names
-            try:
-                groups = self._stacker.stack(source, names, [Record(s, source, t, e) for s, e, t, _ in buf])
-            except Rejected as e:  # pragma: no cover - write() validated every record
-                raise RunLogError(f"Internal error stacking source {source!r}: {e}") from None
+            schema = self._schemas[source]
+            names = schema.names
+            # one stack over records per group (write() stacked each record's group into a row)
+            groups = [(g[0], torch.stack([row[k] for _, _, row, _ in buf])) for k, g in enumerate(schema.groups)]
             blocks[source] = Block(
                 steps=torch.tensor([s for s, _, _, _ in buf], dtype=torch.int64),
                 epochs=torch.tensor([e for _, e, _, _ in buf], dtype=torch.int64),
