@@ -6,9 +6,12 @@ confidence at the end of each stage (:class:`BenchmarkScores`, from a
 :class:`~probes.callbacks.benchmark_probe.BenchmarkProbe`'s history or from a run log). Every
 correlation is *across runs*: one point per run. :func:`stage_transfer` reports
 
-* **cross-stage transfer**, per benchmark and per category (category score = mean over its
-  benchmarks), for each metric: the correlation across runs of the metric at the source stage
-  with the metric at the target stage;
+* **cross-stage transfer**, for each metric: per benchmark, the correlation across runs of the
+  metric at the source stage with the metric at the target stage; and per category two labelled
+  statistics: ``level="category_avg"``, the mean over the category's benchmarks of their
+  per-benchmark correlations (the statistic behind the paper's category figures), and
+  ``level="category"``, the correlation of the category-mean scores (each run's metric averaged
+  over the category's benchmarks first);
 * **intra-category coherence**, per stage, category and metric: the mean over all pairs of
   benchmarks in the category of their correlation across runs (pairs whose correlation is
   undefined are left out and counted);
@@ -46,12 +49,14 @@ from probes.analysis.correlation import (
 )
 
 __all__ = [
+    "LEVEL_LABELS",
     "METRICS",
     "AlignmentRow",
     "BenchmarkScores",
     "CoherenceRow",
     "TransferReport",
     "TransferRow",
+    "cross_stage_display_rows",
     "load_run_scores",
     "scores_from_probe",
     "stage_transfer",
@@ -59,6 +64,12 @@ __all__ = [
 
 METRICS: tuple[str, ...] = ("accuracy", "confidence")
 MIN_RUNS = 3
+# how each cross-stage level is labelled wherever it is shown (``probes compare``, examples)
+LEVEL_LABELS: dict[str, str] = {
+    "benchmark": "r per benchmark",
+    "category_avg": "mean of per-benchmark r (paper)",
+    "category": "r of category-mean scores",
+}
 
 
 def _vector(values: object, what: str, n: int, where: str) -> np.ndarray:
@@ -267,22 +278,40 @@ def _load_opened(run: Any, label: str, *, allow_empty: bool = False) -> dict[str
 
 @dataclass(frozen=True)
 class TransferRow:
-    """Cross-stage correlation of one benchmark (or category mean) across runs."""
+    """Cross-stage correlation across runs of one benchmark, or one category's statistic.
 
-    level: str  # "benchmark" or "category"
+    ``level``: ``"benchmark"``; ``"category_avg"`` (the mean over the category's benchmarks of
+    their per-benchmark correlations, the paper's statistic: ``p_value`` NaN, interval from the
+    run bootstrap, ``n_defined[method]`` benchmarks whose correlation is defined); or
+    ``"category"`` (the correlation of the category-mean scores). :data:`LEVEL_LABELS` names them.
+    """
+
+    level: str
     name: str
     category: str
     metric: str
     correlations: dict[str, Correlation]
+    benchmarks: tuple[str, ...] = ()
+    n_defined: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return LEVEL_LABELS.get(self.level, self.level)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "level": self.level,
+            "label": self.label,
             "name": self.name,
             "category": self.category,
             "metric": self.metric,
             "correlations": {m: c.to_json() for m, c in self.correlations.items()},
         }
+        if self.level != "benchmark":
+            out["benchmarks"] = list(self.benchmarks)
+        if self.level == "category_avg":
+            out["n_defined"] = dict(self.n_defined)
+        return out
 
 
 @dataclass(frozen=True)
@@ -351,7 +380,8 @@ class TransferReport:
     scores: dict[str, dict[str, BenchmarkScores]] = field(default_factory=dict)
 
     def transfer(self, name: str, metric: str = "accuracy", *, level: str = "benchmark") -> TransferRow:
-        """The cross-stage row of one benchmark (or category) and metric."""
+        """The cross-stage row of one benchmark (``level="benchmark"``) or category
+        (``"category_avg"``: mean of per-benchmark r; ``"category"``: r of category-mean scores)."""
         for row in self.cross_stage:
             if row.name == name and row.metric == metric and row.level == level:
                 return row
@@ -503,10 +533,19 @@ def stage_transfer(
             report.cross_stage.append(TransferRow("benchmark", bench, categories[j], metric, corr))
         for c in cats:
             cols = cat_cols[c]
+            members = tuple(benchmarks[j] for j in cols)
+            avg, n_def = _averaged_correlation(
+                [(src[:, j], tgt[:, j]) for j in cols],
+                idx,
+                methods,
+                ci,
+                empty_reason=f"no benchmark in category {c!r} has a defined {metric} correlation across runs",
+            )
+            report.cross_stage.append(TransferRow("category_avg", c, c, metric, avg, members, n_def))
             corr = correlate_with_indices(
                 src[:, cols].mean(axis=1), tgt[:, cols].mean(axis=1), idx, methods=methods, ci=ci, names=names
             )
-            report.cross_stage.append(TransferRow("category", c, c, metric, corr))
+            report.cross_stage.append(TransferRow("category", c, c, metric, corr, members))
     for stage in stages:
         for metric in metrics:
             values = matrix(stage, metric)
@@ -552,36 +591,77 @@ def _coherence(
 ) -> CoherenceRow:
     pairs = list(combinations(cols, 2))
     names = tuple(benchmarks[j] for j in cols)
+    if not pairs:
+        reason = f"category {category!r} has one benchmark ({names[0]!r}): no pairs to correlate"
+        n_runs = values.shape[0]
+        out = {
+            m: Correlation(m, math.nan, math.nan, n_runs, False, reason, ci_level=ci, n_boot=len(idx)) for m in methods
+        }
+        return CoherenceRow(stage, category, metric, names, 0, {m: 0 for m in methods}, out)
+    out, n_defined = _averaged_correlation(
+        [(values[:, a], values[:, b]) for a, b in pairs],
+        idx,
+        methods,
+        ci,
+        empty_reason=f"every pair of benchmarks in {category!r} has a constant {metric} across runs at {stage!r}",
+    )
+    return CoherenceRow(stage, category, metric, names, len(pairs), n_defined, out)
+
+
+def _averaged_correlation(
+    series: Sequence[tuple[np.ndarray, np.ndarray]],
+    idx: np.ndarray,
+    methods: tuple[str, ...],
+    ci: float,
+    *,
+    empty_reason: str,
+) -> tuple[dict[str, Correlation], dict[str, int]]:
+    """The mean of the correlations of several paired series (each ``[n_runs]``), over the
+    defined ones, with a run-bootstrap interval of that mean (per resample: the mean over the
+    series defined in it). ``p_value`` is NaN: a mean of correlations has no scipy p-value.
+
+    Returns ``(method -> Correlation, method -> number of series whose correlation is defined)``.
+    """
+    n_runs = len(series[0][0])
     out: dict[str, Correlation] = {}
     n_defined: dict[str, int] = {}
-    n_runs = values.shape[0]
     for method in methods:
-        if not pairs:
-            reason = f"category {category!r} has one benchmark ({names[0]!r}): no pairs to correlate"
-            out[method] = Correlation(method, math.nan, math.nan, n_runs, False, reason, ci_level=ci, n_boot=len(idx))
-            n_defined[method] = 0
-            continue
-        point = []
-        for a, b in pairs:
-            if not undefined_reason(values[:, a], values[:, b]):
-                point.append(_scipy_point(values[:, a], values[:, b], method)[0])
+        point = [_scipy_point(x, y, method)[0] for x, y in series if not undefined_reason(x, y)]
         n_defined[method] = len(point)
         if not point:
-            reason = f"every pair of benchmarks in {category!r} has a constant {metric} across runs at {stage!r}"
-            out[method] = Correlation(method, math.nan, math.nan, n_runs, False, reason, ci_level=ci, n_boot=len(idx))
+            out[method] = Correlation(
+                method, math.nan, math.nan, n_runs, False, empty_reason, ci_level=ci, n_boot=len(idx)
+            )
             continue
         low = high = math.nan
         n_def = 0
         if len(idx):
-            boot = np.stack(
-                [batched_correlation(values[idx, a], values[idx, b], method) for a, b in pairs], axis=1
-            )  # [n_boot, n_pairs]
+            boot = np.stack([batched_correlation(x[idx], y[idx], method) for x, y in series], axis=1)  # [n_boot, S]
             finite = np.isfinite(boot)
             counts = finite.sum(axis=1)
             sums = np.where(finite, boot, 0.0).sum(axis=1)
-            mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)  # mean over defined pairs
+            mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)  # mean over defined series
             low, high, n_def = percentile_interval(mean, ci)
         out[method] = Correlation(
             method, float(np.mean(point)), math.nan, n_runs, True, "", low, high, ci, len(idx), n_def
         )
-    return CoherenceRow(stage, category, metric, names, len(pairs), n_defined, out)
+    return out, n_defined
+
+
+def cross_stage_display_rows(report: TransferReport) -> list[tuple[str, str, str, TransferRow]]:
+    """The cross-stage rows in display order, labelled: ``(metric, kind, label, row)`` where kind is
+    ``"benchmark"`` or a category level; per metric and category, the category's benchmarks, then
+    ``"<category>: mean of per-benchmark r (paper)"``, then ``"<category>: r of category-mean
+    scores"``. ``probes compare`` and the examples print these rows."""
+    out: list[tuple[str, str, str, TransferRow]] = []
+    for metric in report.metrics:
+        rows = [r for r in report.cross_stage if r.metric == metric]
+        for cat in dict.fromkeys(report.categories):
+            for row in rows:
+                if row.level == "benchmark" and row.category == cat:
+                    out.append((metric, "benchmark", f"  {row.name}", row))
+            for level in ("category_avg", "category"):
+                for row in rows:
+                    if row.level == level and row.name == cat:
+                        out.append((metric, level, f"{cat or '(no category)'}: {row.label}", row))
+    return out
