@@ -129,7 +129,8 @@ class CountingLM(TinyLM):
 def _fit(callbacks: list[pl.Callback], steps: int) -> CountingLM:
     pl.seed_everything(0, verbose=False)
     module = CountingLM()
-    fast_trainer(callbacks, max_steps=steps).fit(module, corpus_loader(n_windows=8 * steps, batch_size=8, block_size=32))
+    loader = corpus_loader(n_windows=8 * steps, batch_size=8, block_size=32)
+    fast_trainer(callbacks, max_steps=steps).fit(module, loader)
     return module
 
 
