@@ -1,8 +1,9 @@
 """Training in a pseudo-terminal with the Rich and the TQDM progress bar next to LiveConsole.
 
-One interpreter runs both trainings in turn; the output of each is replayed through
-:class:`~probes.console.terminal.ScreenLines`, which models cursor-up, erase-line and carriage
-returns, to get the final screen: a stale frame left behind by a bad redraw would show up there.
+One interpreter runs both trainings in turn; the output of each is fed to ``pyte``, a VT100
+terminal emulator independent of this library (cursor movement, erasing, scrolling, autowrap at
+the terminal width), to get the final screen plus everything that scrolled off its top: a stale
+frame left behind by a bad redraw, or a line wrapped by the terminal, would show up there.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from probes.console.terminal import ScreenLines
+pyte = pytest.importorskip("pyte", reason="the pty tests need the dev extra's terminal emulator: pip install pyte")
 
 SCRIPT = Path(__file__).with_name("tiny_run.py")
 COLS, ROWS = 100, 40
@@ -61,9 +62,23 @@ def run_in_pty(bars: str, timeout: float = 150.0) -> tuple[int, str]:
 
 
 def final_screen(raw: str) -> list[str]:
-    screen = ScreenLines(lambda line: None, max_up=10**9)  # nothing scrolls away: the whole screen stays
-    screen.write(raw)
-    return screen.status()
+    """The terminal's rows after ``raw``: the scrollback, then the visible screen, trailing blank
+    rows dropped."""
+    screen = pyte.HistoryScreen(COLS, ROWS, history=100_000, ratio=0.001)
+    pyte.Stream(screen).feed(raw)
+    rows = ["".join(line[x].data for x in range(COLS)).rstrip() for line in screen.history.top]
+    rows += [line.rstrip() for line in screen.display]
+    while rows and not rows[-1]:
+        rows.pop()
+    return rows
+
+
+def test_the_emulator_wraps_scrolls_and_erases() -> None:
+    """The reference itself: autowrap at the width, scrollback kept, cursor-up + erase-line redraws."""
+    text = "x" * (COLS + 5) + "\r\n" + "".join(f"line {i}\r\n" for i in range(ROWS)) + "\x1b[2A\x1b[2Kredrawn"
+    rows = final_screen(text)
+    assert rows[0] == "x" * COLS and rows[1] == "xxxxx"
+    assert rows[-2] == "redrawn" and rows[-3] == f"line {ROWS - 3}" and rows[-1] == f"line {ROWS - 1}"
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +99,9 @@ def test_bar_and_dashboard_share_the_terminal(runs: dict[str, tuple[int, str]], 
     assert len(headers) == 1, "a stale dashboard frame was left on screen:\n" + "\n".join(screen)
     assert screen[headers[0]].startswith(f"probes  step {STEPS}  epoch ")
     assert screen[headers[0] + 1].startswith("╭─ keyword · top 6 of 6 pairs by change")
-    assert max(len(row) for row in screen[headers[0] :]) <= COLS
+    # the dashboard's rows are whole: none wrapped by the terminal onto a second row
+    bottom = max(i for i, row in enumerate(screen) if row.startswith("╰"))
+    assert all(row[:1] in ("╭", "│", "╰") for row in screen[headers[0] + 1 : bottom + 1]), "\n".join(screen)
     bars = [i for i, row in enumerate(screen) if row.startswith("Epoch 0")]
     if bar == "rich":  # the bar's last frame stays at the bottom, the final dashboard above it
         assert bars == [len(screen) - 2] and f"{STEPS}/{STEPS}" in screen[bars[0]]
