@@ -403,3 +403,99 @@ def test_cuda_readings_match_cpu_and_stay_on_device(policy_module):
     rollout = FormatProbe(ARITHMETIC_FORMATS, mode="rollout")
     rollout.add_rollouts({"completions": ["= 1", "ans: 2"], "rewards": torch.tensor([1.0, 0.0], device="cuda")})
     assert rollout.metrics(rollout._tally)["mean_reward"].device.type == "cuda"
+
+
+# --- output-space statistics of a LabelSpace (Kung & Peng) ---------------------------------------
+
+LABEL_PROMPTS = ["2+2 ", "1+3 ", "4+1 ", "3+1 "]
+LABEL_ANSWERS = ["= 4", "= 4", "= 5", 0]  # a label or its index
+
+
+def test_label_space_chance_accuracy_and_mass_against_a_loop(policy_module):
+    labels = LabelSpace(["= 4", "= 5", "ans: 4"], separator="")
+    probe = FormatProbe(
+        labels, mode="scored", prompts=LABEL_PROMPTS, answers=LABEL_ANSWERS, tokenizer=ByteTokenizer(), model="model"
+    )
+    got = probe.metrics(probe.read(policy_module))
+    answers = [0, 0, 1, 0]
+    rows = [[brute_force_prefix_prob(policy_module.model, p, lab) for lab in labels.labels] for p in LABEL_PROMPTS]
+    hits = [int(np.argmax(row)) == a for row, a in zip(rows, answers)]
+    accuracy = sum(hits) / len(hits)
+    assert 0 < sum(hits)  # the pretrained policy answers some sums: not a vacuous comparison
+    assert float(got["label_accuracy"]) == pytest.approx(accuracy, abs=1e-6)
+    assert float(got["chance"]) == pytest.approx(1 / 3)
+    assert float(got["majority"]) == pytest.approx(3 / 4)  # "= 4" is the answer of three prompts of four
+    assert float(got["acc_minus_chance"]) == pytest.approx(accuracy - 1 / 3, abs=1e-6)
+    assert float(got["acc_minus_majority"]) == pytest.approx(accuracy - 3 / 4, abs=1e-6)
+    assert float(got["label_mass"]) == pytest.approx(float(np.mean([sum(r) for r in rows])), abs=1e-5)
+    assert float(got["label_mass"]) == pytest.approx(1 - float(got["unclassified"]), abs=1e-6)
+    assert probe.describe()["answers"] == ["= 4", "= 4", "= 5", "= 4"]
+
+
+def test_label_space_agrees_with_benchmark_probe(policy_module):
+    from probes.benchmarks_spec import Benchmark
+    from probes.callbacks.benchmark_probe import BenchmarkProbe
+
+    labels = ["= 4", "= 5", "ans: 4"]
+    answers = [0, 0, 1, 0]
+    fmt = FormatProbe(
+        LabelSpace(labels, separator=""),
+        mode="scored",
+        prompts=LABEL_PROMPTS,
+        answers=answers,
+        tokenizer=ByteTokenizer(),
+        model="model",
+    )
+    bench = Benchmark("sums", [(p, labels, a) for p, a in zip(LABEL_PROMPTS, answers)], separator="")
+    b = BenchmarkProbe(bench, ByteTokenizer(), model="model").read(policy_module)
+    got = fmt.metrics(fmt.read(policy_module))
+    assert float(got["label_accuracy"]) == pytest.approx(float(b.accuracy[0]), abs=1e-6)
+    assert float(got["label_mass"]) == pytest.approx(float(b.label_mass[0]), rel=1e-5)
+    assert float(got["chance"]) == pytest.approx(float(b.chance[0]))
+    assert float(got["majority"]) == pytest.approx(float(b.majority[0]))
+
+
+def test_label_space_sampled_accuracy_counts_completions():
+    completions = [["positive", "negative", "I think positive"], ["negative!", "meh"]]
+    probe = FormatProbe(
+        LabelSpace(["positive", "negative"]),
+        mode="sampled",
+        prompts=["great film:", "awful film:"],
+        answers=["positive", "negative"],
+        generate_fn=lambda module, prompts: completions,
+        collapse=None,
+    )
+    got = probe.metrics(probe.read(torch.nn.Linear(1, 1)))
+    # prompt 0: "positive" right, "negative" wrong, "I think positive" is not a label; prompt 1:
+    # "negative!" right, "meh" not a label: 2 of 5 completions answer with the prompt's label
+    assert float(got["label_accuracy"]) == pytest.approx(2 / 5)
+    assert float(got["label_mass"]) == pytest.approx(3 / 5)
+    assert float(got["chance"]) == 0.5 and float(got["majority"]) == 0.5
+    assert float(got["acc_minus_majority"]) == pytest.approx(2 / 5 - 1 / 2)
+
+
+def test_label_space_without_answers_uses_correctness_and_has_no_majority():
+    script = [{"completions": ["yes", "no", "maybe"], "correct": [1.0, 0.0, 1.0]}]
+    probe = FormatProbe(LabelSpace(["yes", "no"]), mode="rollout", collapse=None)
+    trainer([probe], max_steps=1).fit(ScriptedRollouts(script))
+    t = probe.history[0].tensors
+    assert float(t["label_accuracy"]) == pytest.approx(2 / 3)  # correctness pooled over every completion
+    assert math.isnan(float(t["majority"])) and math.isnan(float(t["acc_minus_majority"]))
+    assert float(t["label_mass"]) == pytest.approx(2 / 3) and float(t["chance"]) == 0.5
+    # a plain format spec has none of these metrics
+    plain = FormatProbe(SPEC, mode="rollout", collapse=None)
+    trainer([plain], max_steps=1).fit(ScriptedRollouts(SCRIPT[:1]))
+    assert "chance" not in plain.history[0].tensors
+
+
+def test_answers_errors():
+    tok = ByteTokenizer()
+    space = LabelSpace(["yes", "no"])
+    with pytest.raises(ValueError, match="needs a LabelSpace"):
+        FormatProbe(SPEC, mode="scored", prompts=["a"], answers=["eq"], tokenizer=tok)
+    with pytest.raises(ValueError, match="sampled and scored modes"):
+        FormatProbe(space, mode="rollout", answers=["yes"])
+    with pytest.raises(ValueError, match="one label per prompt \\(2 prompts\\)"):
+        FormatProbe(space, mode="scored", prompts=["a", "b"], answers=["yes"], tokenizer=tok)
+    with pytest.raises(ValueError, match="Answer #1 \\('maybe'\\) is not one of the labels"):
+        FormatProbe(space, mode="scored", prompts=["a", "b"], answers=["yes", "maybe"], tokenizer=tok)

@@ -86,6 +86,9 @@ class FormatTally:
         z = lambda: torch.zeros(k, dtype=torch.float64, device=device)  # noqa: E731
         self.count, self.reward_sum, self.reward_n, self.correct_sum, self.correct_n = z(), z(), z(), z(), z()
         self.n = torch.zeros((), dtype=torch.int64, device=device)
+        # label accuracy against the probe's ``answers`` (LabelSpace, sampled/scored): hits / judged
+        self.label_hits: Optional[torch.Tensor] = None
+        self.label_judged: Optional[torch.Tensor] = None
 
     def add(self, buckets: torch.Tensor, rewards: Optional[torch.Tensor], correct: Optional[torch.Tensor]) -> None:
         one = torch.ones(buckets.shape[0], dtype=torch.float64, device=self.count.device)
@@ -132,6 +135,18 @@ class FormatProbe(ProbeCallback):
       remaining mass as "other"; with a :class:`~probes.formats.LabelSpace` that is the mass on
       each declared answer versus everything else.
 
+    With a :class:`~probes.formats.LabelSpace` the records also carry the output-space statistics
+    (Kung & Peng 2023, arXiv 2305.11383), 0-d each: ``label_mass`` (``1 - unclassified``: the
+    probability mass, or share of completions, on the label set), ``chance`` (``1 / n_labels``: a
+    uniform guess over the labels), ``label_accuracy``, ``majority`` (share of prompts whose answer
+    is the most frequent answer), ``acc_minus_chance`` and ``acc_minus_majority``. With
+    ``answers=`` (one label per prompt; sampled and scored modes), ``label_accuracy`` is, in scored
+    mode, the share of prompts whose most probable label (argmax of P(label | prompt) over the
+    labels; ties: earlier label) is the answer, and in sampled mode the share of completions that
+    answer with the prompt's label. Without ``answers`` it is the overall share of correct
+    completions from ``correct_key`` / ``correct_fn`` (NaN when none is given) and ``majority`` is
+    NaN.
+
     Metrics per record (see ``docs/records.md``): ``dist`` (shares of every format and of
     ``other``, summing to 1), ``entropy_nats``, ``entropy_bits``, ``norm_entropy``,
     ``eff_formats`` (``exp(H)``), ``dominant``, ``dominant_share``, ``kl_from_first``
@@ -171,6 +186,8 @@ class FormatProbe(ProbeCallback):
             built-in sampler; run in eval mode under ``no_grad`` with the RNG state restored after.
         reward_fn: sampled mode: ``(prompt_index, completion) -> float`` reward, optional.
         correct_fn: sampled mode: ``(prompt_index, completion) -> bool``, optional.
+        answers: with a :class:`~probes.formats.LabelSpace`, sampled and scored modes: the correct
+            label of each prompt (a label or its index), for ``label_accuracy`` and ``majority``.
         model: attribute path of the language model inside the LightningModule (``"model"``);
             None uses the LightningModule itself.
         logits_fn: ``(module, input_ids, attention_mask) -> logits`` for models whose forward
@@ -217,6 +234,7 @@ class FormatProbe(ProbeCallback):
         logits_fn: Optional[LogitsFn] = None,
         bos_id: Optional[int] = None,
         token_budget: int = 16384,
+        answers: Optional[Sequence[Union[str, int]]] = None,
         include_other: bool = False,
         collapse: Optional[CollapseCriterion] = CollapseCriterion(),  # noqa: B008 (frozen dataclass)
         on_collapse: Literal["warn", "stop", "raise"] = "warn",
@@ -274,6 +292,7 @@ class FormatProbe(ProbeCallback):
                 "Sampled mode with the built-in sampler needs `tokenizer=` (to encode prompts and decode"
                 " completions); or pass generate_fn=(module, prompts) -> completions."
             )
+        self.answers = self._check_answers(answers)
         if mode == "scored":
             self._build_scorer(token_budget)
         self._state = CollapseState()
@@ -286,6 +305,37 @@ class FormatProbe(ProbeCallback):
         self.last_reason = ""
 
     # --- construction helpers -------------------------------------------------------------------
+
+    def _check_answers(self, answers: Optional[Sequence[Union[str, int]]]) -> Optional[list[int]]:
+        """Each prompt's answer as a label index; None without answers."""
+        if answers is None:
+            return None
+        if self.label_space is None:
+            raise ValueError(
+                "`answers=` needs a LabelSpace spec (the answers are labels); got a format spec. Pass"
+                " LabelSpace([...]) or drop `answers`."
+            )
+        if self.mode == "rollout":
+            raise ValueError(
+                "`answers=` is for the sampled and scored modes (one answer per fixed prompt); in rollout mode"
+                " pass per-completion correctness under `correct_key`."
+            )
+        if isinstance(answers, str) or len(answers) != len(self.prompts):
+            raise ValueError(
+                f"Expected `answers` to hold one label per prompt ({len(self.prompts)} prompts), got {answers!r}."
+            )
+        labels = list(self.label_space.labels)
+        out = []
+        for i, a in enumerate(answers):
+            if isinstance(a, str) and a in labels:
+                out.append(labels.index(a))
+            elif isinstance(a, int) and not isinstance(a, bool) and 0 <= a < len(labels):
+                out.append(a)
+            else:
+                raise ValueError(
+                    f"Answer #{i} ({a!r}) is not one of the labels {labels} nor an index in [0, {len(labels) - 1}]."
+                )
+        return out
 
     def _check_prompts(self, prompts: Optional[Sequence[str]]) -> list[str]:
         if prompts is None or isinstance(prompts, str) or len(prompts) == 0:
@@ -330,6 +380,7 @@ class FormatProbe(ProbeCallback):
             "n_samples": self.n_samples if self.mode == "sampled" else 0,
             "collapse": None if c is None else {"tau": c.tau, "eps": c.eps, "patience": c.patience},
             "on_collapse": self.on_collapse,
+            "answers": None if self.answers is None else [self.spec.names[a] for a in self.answers],
             "metrics": {
                 "dist": "share of each format, then 'other' (scored: mean probability over prompts)",
                 "entropy_nats": "Shannon entropy (nats) over the named formats, renormalised",
@@ -344,6 +395,7 @@ class FormatProbe(ProbeCallback):
                 "mean_reward": "mean reward per bucket (NaN where unknown)",
                 "accuracy": "share correct per bucket (NaN where unknown)",
                 "collapsed": "the collapse detector's state after this record",
+                **(_LABEL_METRICS if self.label_space is not None else {}),
             },
         }
 
@@ -560,6 +612,10 @@ class FormatProbe(ProbeCallback):
         rest = (1.0 - mass.sum(dim=1, keepdim=True)).clamp_min(0.0)
         tally = FormatTally(k + 1, p.device)
         tally.count = torch.cat([mass, rest], dim=1).mean(dim=0)
+        if self.answers is not None:  # most probable label per prompt (first on ties) against its answer
+            answer = torch.tensor(self.answers, device=p.device)
+            tally.label_hits = (mass.argmax(dim=1) == answer).sum().to(torch.float64)
+            tally.label_judged = torch.tensor(float(len(self.prompts)), dtype=torch.float64, device=p.device)
         nan = torch.full((k + 1,), math.nan, dtype=torch.float64, device=p.device)
         tally.reward_sum, tally.reward_n = nan.clone(), torch.ones_like(nan)
         tally.correct_sum, tally.correct_n = nan.clone(), torch.ones_like(nan)
@@ -599,8 +655,13 @@ class FormatProbe(ProbeCallback):
         elif rewards is not None and self.reward_threshold is not None:
             correct = (rewards >= self.reward_threshold).to(torch.float64)
         tally = FormatTally(len(self.spec) + 1, torch.device("cpu"))
+        buckets = self.spec.classify_many(texts)
         if texts:
-            tally.add(torch.tensor(self.spec.classify_many(texts), dtype=torch.long), rewards, correct)
+            tally.add(torch.tensor(buckets, dtype=torch.long), rewards, correct)
+        if self.answers is not None:
+            hits = sum(1 for i, b in zip(owners, buckets) if b == self.answers[i])
+            tally.label_hits = torch.tensor(float(hits), dtype=torch.float64)
+            tally.label_judged = torch.tensor(float(len(texts)), dtype=torch.float64)
         return tally
 
     # --- records --------------------------------------------------------------------------------
@@ -648,7 +709,35 @@ class FormatProbe(ProbeCallback):
         out["n"] = tally.n.clone() if self.mode != "scored" else torch.zeros((), dtype=torch.int64, device=dist.device)
         out["mean_reward"] = (tally.reward_sum / tally.reward_n).float()
         out["accuracy"] = (tally.correct_sum / tally.correct_n).float()
-        return {name: out[name] for name in _ORDER}
+        names = _ORDER
+        if self.label_space is not None:
+            out.update(self._label_metrics(tally, dist[k]))
+            names = _ORDER + tuple(_LABEL_METRICS)
+        return {name: out[name] for name in names}
+
+    def _label_metrics(self, tally: FormatTally, unclassified: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The output-space statistics of a LabelSpace probe (0-d float32 tensors)."""
+        device = unclassified.device
+        assert self.label_space is not None
+        if tally.label_hits is not None and tally.label_judged is not None:
+            acc = tally.label_hits.to(device) / tally.label_judged.to(device)  # NaN for nothing judged
+        else:  # correctness given per completion (rollout / sampled without answers), pooled over buckets
+            acc = tally.correct_sum.nansum().to(device) / tally.correct_n.sum().to(device)
+        chance = torch.tensor(1.0 / len(self.label_space), dtype=torch.float64, device=device)
+        if self.answers is not None:
+            counts = torch.bincount(torch.tensor(self.answers), minlength=len(self.label_space))
+            majority = torch.tensor(float(counts.max()) / len(self.answers), dtype=torch.float64, device=device)
+        else:
+            majority = torch.tensor(math.nan, dtype=torch.float64, device=device)
+        acc = acc.to(torch.float64)
+        return {
+            "label_mass": (1.0 - unclassified.double()).float(),
+            "chance": chance.float(),
+            "label_accuracy": acc.float(),
+            "majority": majority.float(),
+            "acc_minus_chance": (acc - chance).float(),
+            "acc_minus_majority": (acc - majority).float(),
+        }
 
     def _finish(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, tally: FormatTally, *, step: int, log: bool
@@ -708,6 +797,16 @@ class FormatProbe(ProbeCallback):
                 rank_zero_warn(message, category=FormatCollapseWarning)
         return self._state.collapsed
 
+
+_LABEL_METRICS = {
+    "label_mass": "LabelSpace: 1 - unclassified, the mass (scored) or share of completions on the label set",
+    "chance": "LabelSpace: 1 / n_labels, the accuracy of a uniform guess over the labels",
+    "label_accuracy": "LabelSpace: share of prompts (scored) or completions (sampled) answering with the correct"
+    " label; without answers, the share of correct completions (NaN if unknown)",
+    "majority": "LabelSpace: share of prompts whose answer is the most frequent answer (NaN without answers)",
+    "acc_minus_chance": "label_accuracy - chance",
+    "acc_minus_majority": "label_accuracy - majority",
+}
 
 _ORDER = (
     "dist",
