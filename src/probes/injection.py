@@ -118,6 +118,9 @@ class InjectedLoader:
         pad_id, label_pad: padding values of ids and labels.
         bos_id, eos_id: optional ids added around each sample's tokens.
         passthrough: dict keys with a batch dimension to leave untouched.
+        texts: sample name -> the text written into the row instead of the sample's own ``text``
+            (e.g. a stepping-stone augmentation from :func:`probes.augment.stepping_stone_text`);
+            exposure counting only finds a sample whose written text contains its fact.
         widen: when a sample is longer than a minibatch's rows, right-pad that minibatch's ids
             (``pad_id``), mask (0) and labels (``label_pad``) to the sample's length instead of
             raising. Without it, every sample's length is checked against the first minibatch
@@ -158,6 +161,7 @@ class InjectedLoader:
         eos_id: Optional[int] = None,
         passthrough: Sequence[str] = (),
         widen: bool = False,
+        texts: Optional[Mapping[str, str]] = None,
     ) -> None:
         if schedule is None:
             if presentations is None:
@@ -192,10 +196,14 @@ class InjectedLoader:
         self.widen = bool(widen)
         self._width_checked = False
         self.tokens: dict[str, list[int]] = {}
+        texts = dict(texts or {})
+        unknown = sorted(set(texts) - {s.name for s in self.samples})
+        if unknown:
+            raise ValueError(f"`texts` names unknown samples {unknown}; give texts for samples of `samples` only.")
         for s in self.samples:
             head = [bos_id] if bos_id is not None else []
             tail = [eos_id] if eos_id is not None else []
-            ids = head + list(encode(s.text)) + tail
+            ids = head + list(encode(texts.get(s.name, s.text))) + tail
             if len(ids) < 2:
                 raise ValueError(f"Sample {s.name!r} tokenizes to {ids}: a training row needs at least 2 tokens.")
             self.tokens[s.name] = ids

@@ -17,7 +17,15 @@ from typing import Any, Union
 import numpy as np
 from scipy import stats
 
-__all__ = ["PrimingAnalysis", "analyze_priming", "balanced_accuracy", "best_threshold"]
+__all__ = [
+    "CorrelationCI",
+    "PrimingAnalysis",
+    "analyze_priming",
+    "balanced_accuracy",
+    "best_threshold",
+    "correlation_ci",
+    "threshold_sweep",
+]
 
 ArrayLike = Union[Sequence[float], np.ndarray, Any]
 
@@ -248,3 +256,81 @@ def analyze_priming(
         n_bootstrap=len(boot_t),
         seed=int(seed),
     )
+
+
+@dataclass(frozen=True)
+class CorrelationCI:
+    """A correlation with its p-value and a seeded percentile-bootstrap interval (resampling pairs)."""
+
+    method: str
+    n: int
+    r: float
+    p: float
+    ci: tuple[float, float]
+    confidence: float
+
+    def format(self) -> str:
+        lo, hi = self.ci
+        return f"{self.method} r = {self.r:+.2f} [{lo:+.2f}, {hi:+.2f}] (n = {self.n}, p = {self.p:.2g})"
+
+
+def correlation_ci(
+    x: ArrayLike, y: ArrayLike, *, method: str = "pearson", n_bootstrap: int = 2000, confidence: float = 0.95,
+    seed: int = 0,
+) -> CorrelationCI:
+    """Pearson or Spearman correlation of ``x`` and ``y`` (scipy) with a bootstrap interval.
+
+    Resamples that leave one variable constant are skipped. NaN pairs are dropped first.
+
+    Raises:
+        ValueError: an unknown method, mismatched lengths, or fewer than 3 pairs.
+    """
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"Expected `method` to be 'pearson' or 'spearman', got {method!r}.")
+    a, b = _as_array(x, "x"), _as_array(y, "y")
+    if a.shape != b.shape:
+        raise ValueError(f"Expected x and y of one length, got {a.size} and {b.size}.")
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    if a.size < 3:
+        raise ValueError(f"Need at least 3 pairs for a correlation, got {a.size}.")
+    fn = stats.pearsonr if method == "pearson" else stats.spearmanr
+    r, p = (float(v) for v in fn(a, b))
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_bootstrap):
+        idx = rng.integers(0, a.size, a.size)
+        if np.ptp(a[idx]) == 0 or np.ptp(b[idx]) == 0:
+            continue
+        boot.append(float(fn(a[idx], b[idx])[0]))
+    q = [100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2]
+    lo, hi = (float(v) for v in np.percentile(boot, q)) if boot else (math.nan, math.nan)
+    return CorrelationCI(method, int(a.size), r, p, (lo, hi), float(confidence))
+
+
+def threshold_sweep(
+    log10_p_before: ArrayLike, log10_s_prime: ArrayLike, cuts: Sequence[float], *, n_bootstrap: int = 1000,
+    confidence: float = 0.95, seed: int = 0,
+) -> list[dict[str, Any]]:
+    """For every cut ``c`` on log10 S_prime (primed: S_prime > 10**c), the best threshold on
+    P_before and its balanced accuracy, each with a bootstrap interval: the threshold reported
+    as a function of the arbitrary priming cut-off rather than as one number.
+
+    Returns:
+        One dict per cut: ``log10_cut``, ``n_primed``, ``n``, ``log10_threshold`` and its interval,
+        ``balanced_accuracy`` and its interval (NaN where the cut leaves one class).
+    """
+    lp = _as_array(log10_p_before, "log10_p_before")
+    ls = _as_array(log10_s_prime, "log10_s_prime")
+    rows = []
+    for cut in cuts:
+        a = analyze_priming(lp, ls, prime_cutoff=10.0**cut, n_bootstrap=n_bootstrap, confidence=confidence,
+                            seed=seed, log10=True)
+        log_t = math.log10(a.threshold) if a.threshold > 0 else math.nan
+        t_lo, t_hi = (math.log10(v) if v > 0 else math.nan for v in a.threshold_ci)
+        rows.append({
+            "log10_cut": float(cut), "n": a.n, "n_primed": a.n_primed, "log10_threshold": log_t,
+            "log10_threshold_ci": (t_lo, t_hi), "balanced_accuracy": a.balanced_accuracy,
+            "balanced_accuracy_ci": a.balanced_accuracy_ci,
+        })
+    return rows

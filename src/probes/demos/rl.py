@@ -33,6 +33,7 @@ from probes.sampling import SamplerConfig, sample_ids
 
 __all__ = [
     "ARITHMETIC_FORMATS",
+    "POLICY_SIZES",
     "ArithmeticTask",
     "FormatRL",
     "PromptDataset",
@@ -115,9 +116,19 @@ class ArithmeticTask:
         return lines
 
 
-def policy_config() -> GPTConfig:
-    """The small model shape used by the toy task (about 60k parameters)."""
-    return GPTConfig(vocab_size=256, block_size=24, n_layer=2, n_head=2, n_embd=48)
+#: Policy shapes for the scale comparison of the RL study (``policy_config(size)``).
+POLICY_SIZES = {
+    "small": dict(n_layer=2, n_head=2, n_embd=48),  # about 60k parameters
+    "large": dict(n_layer=4, n_head=4, n_embd=96),  # about 460k parameters
+}
+
+
+def policy_config(size: str = "small") -> GPTConfig:
+    """The model shape used by the toy task: ``"small"`` (the default, about 60k parameters) or
+    ``"large"`` (about 460k)."""
+    if size not in POLICY_SIZES:
+        raise ValueError(f"Expected `size` in {sorted(POLICY_SIZES)}, got {size!r}.")
+    return GPTConfig(vocab_size=256, block_size=24, **POLICY_SIZES[size])
 
 
 def _line_batch(lines: Sequence[str], width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,10 +141,12 @@ def _line_batch(lines: Sequence[str], width: int) -> tuple[torch.Tensor, torch.T
     return ids, labels
 
 
-def _pretrain_state(task: ArithmeticTask, steps: int, batch_size: int, lr: float, seed: int) -> dict[str, torch.Tensor]:
+def _pretrain_state(
+    task: ArithmeticTask, steps: int, batch_size: int, lr: float, seed: int, size: str = "small"
+) -> dict[str, torch.Tensor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = TinyGPT(policy_config())
+        model = TinyGPT(policy_config(size))
     lines = task.pretraining_lines(steps * batch_size, seed=seed + 1)
     width = max(len(x) for x in lines)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -148,11 +161,11 @@ def _pretrain_state(task: ArithmeticTask, steps: int, batch_size: int, lr: float
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=32)
 def _cached_pretrain(
-    task: ArithmeticTask, steps: int, batch_size: int, lr: float, seed: int
+    task: ArithmeticTask, steps: int, batch_size: int, lr: float, seed: int, size: str = "small"
 ) -> dict[str, torch.Tensor]:
-    return _pretrain_state(task, steps, batch_size, lr, seed)
+    return _pretrain_state(task, steps, batch_size, lr, seed, size)
 
 
 def pretrain_policy(
@@ -162,6 +175,7 @@ def pretrain_policy(
     batch_size: int = 64,
     lr: float = 3e-3,
     seed: int = 0,
+    size: str = "small",
 ) -> TinyGPT:
     """A :class:`TinyGPT` pretrained on the task's two-format text (seconds on a CPU).
 
@@ -174,10 +188,11 @@ def pretrain_policy(
         batch_size: problems per step.
         lr: AdamW learning rate.
         seed: seeds model initialisation and data.
+        size: ``"small"`` or ``"large"`` (:data:`POLICY_SIZES`).
     """
     task = task or ArithmeticTask()
-    state = _cached_pretrain(task, steps, batch_size, lr, seed)
-    model = TinyGPT(policy_config())
+    state = _cached_pretrain(task, steps, batch_size, lr, seed, size)
+    model = TinyGPT(policy_config(size))
     model.load_state_dict(state)
     return model
 
