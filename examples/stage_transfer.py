@@ -48,8 +48,15 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from probes.analysis.correlation import Correlation
 from probes.analysis.frequency import binned_frequency, frequency_fit
-from probes.analysis.stages import load_run_scores, stage_transfer
+from probes.analysis.stages import (
+    LEVEL_LABELS,
+    TransferReport,
+    cross_stage_display_rows,
+    load_run_scores,
+    stage_transfer,
+)
 from probes.benchmarks_spec import Benchmark, BenchmarkSuite
 from probes.callbacks.benchmark_probe import BenchmarkProbe
 from probes.callbacks.ifd_probe import IFDProbe
@@ -253,6 +260,32 @@ def run_mixture(name: str, weights: Sequence[float], cfg: Config, out: Path) -> 
     }
 
 
+def category_table(report: TransferReport) -> Table:
+    """Both category statistics of cross-stage transfer, labelled: the mean of the per-benchmark
+    correlations (the paper's) and the correlation of the category-mean scores."""
+    table = Table(title=f"Cross-stage transfer by category: r [{report.ci:.0%} bootstrap CI over runs]")
+    for col in ("metric", "category", "method", LEVEL_LABELS["category_avg"], LEVEL_LABELS["category"]):
+        table.add_column(col)
+    rows = [(m, row) for m, level, _, row in cross_stage_display_rows(report) if level != "benchmark"]
+    for metric, avg in rows:
+        if avg.level != "category_avg":
+            continue
+        means = report.transfer(avg.name, metric, level="category")
+        for method in report.methods:
+            table.add_row(
+                metric, avg.name, method, _r_cell(avg.correlations[method]), _r_cell(means.correlations[method])
+            )
+        table.add_section()
+    return table
+
+
+def _r_cell(c: Correlation) -> str:
+    if not c.defined:
+        return "undefined"
+    ci = "" if math.isnan(c.ci_low) else f" [{c.ci_low:+.2f},{c.ci_high:+.2f}]"
+    return f"{c.r:+.2f}{ci}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI smoke setting (well under a minute)")
@@ -294,6 +327,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report = stage_transfer({name: load_run_scores(out / name) for name in runs}, n_boot=cfg.n_boot, seed=cfg.seed)
     print_report(report, console=console)
     console.print(f"same tables: probes compare {' '.join(str(out / n) for n in runs)}")
+    console.print(category_table(report))
 
     counts = np.concatenate([np.asarray(r["counts"], dtype=float) for r in runs.values()])
     scores = np.concatenate([np.asarray(r["p_correct"], dtype=float) for r in runs.values()])
