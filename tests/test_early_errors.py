@@ -208,3 +208,22 @@ def test_nan_probe_does_not_count_minus_inf_logits_as_broken() -> None:
 
     scores = KeywordProbe([PAIR], ByteTokenizer()).read(Masked())
     assert not bool(scores.nonfinite.any()) and math.isfinite(scores.logp_seq.item())
+
+
+def test_ifd_probe_flags_nonfinite_samples() -> None:
+    from probes import IFDProbe
+
+    class HalfNaN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lm = TinyGPT(CFG)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            logits = self.lm(ids)
+            poisoned = (ids == ord("Z")).any(dim=1)  # rows that contain a 'Z' diverge
+            return torch.where(poisoned[:, None, None], torch.full_like(logits, float("nan")), logits)
+
+    probe = IFDProbe([("ok", "say hi", "hi"), ("bad", "say Z", "Zed")], ByteTokenizer(), bos_id=10)
+    reading = probe.read(HalfNaN())
+    assert reading.nonfinite.tolist() == [False, True]
+    assert math.isfinite(reading.ifd[0].item()) and math.isnan(reading.ifd[1].item())

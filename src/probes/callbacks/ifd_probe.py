@@ -36,6 +36,7 @@ from probes.adapters import Encoder, LogitsFn, as_encoder
 from probes.callbacks.base import ScheduledProbe
 from probes.engine import TokenizedItem
 from probes.model_reader import Gather, ModelReader
+from probes.nonfinite import NonFiniteMonitor
 from probes.specs import TextOrIds
 from probes.tokenization import Affixes, tokenize_continuation
 
@@ -147,6 +148,8 @@ class IFDReading:
         r_ifd: ``PPL(Q | A') / PPL(Q)``.
         ppl_instruction_cond: ``PPL(Q | A')``.
         ppl_instruction: ``PPL(Q)`` after the start tokens only.
+        nonfinite: the model's logits were NaN or +inf where one of the sample's items is read
+            (its figures are then NaN).
     """
 
     ifd: torch.Tensor
@@ -156,6 +159,7 @@ class IFDReading:
     r_ifd: Optional[torch.Tensor] = None
     ppl_instruction_cond: Optional[torch.Tensor] = None
     ppl_instruction: Optional[torch.Tensor] = None
+    nonfinite: Optional[torch.Tensor] = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {
@@ -165,6 +169,8 @@ class IFDReading:
             "flagged": self.flagged,
             "frac_flagged": self.flagged.float().mean(),
         }
+        if self.nonfinite is not None:
+            out["nonfinite"] = self.nonfinite
         if self.r_ifd is not None:
             assert self.ppl_instruction_cond is not None and self.ppl_instruction is not None
             out.update(
@@ -258,6 +264,7 @@ class IFDProbe(ScheduledProbe):
         self.reverse_template = reverse_template
         self.log_scalars = log_scalars
         self.items = self._tokenize(encode)
+        self.nonfinite = NonFiniteMonitor(self.state_key, [s.name for s in self.samples])
         self.reader = ModelReader(
             self.items,
             model=model,
@@ -358,7 +365,10 @@ class IFDProbe(ScheduledProbe):
         nll = -scores.logp_seq.double() / scores.n_tokens.double()
         ppl = nll.exp().float()
         ifd = (nll[:n] - nll[n : 2 * n]).exp().float()
-        out = IFDReading(ifd=ifd, ppl_answer_cond=ppl[:n], ppl_answer=ppl[n : 2 * n], flagged=ifd >= 1.0)
+        bad = scores.nonfinite.reshape(-1, n).any(dim=0)  # items are [cond A, A, (cond Q, Q)] x samples
+        out = IFDReading(
+            ifd=ifd, ppl_answer_cond=ppl[:n], ppl_answer=ppl[n : 2 * n], flagged=ifd >= 1.0, nonfinite=bad
+        )
         if not self.reverse:
             return out
         return IFDReading(
@@ -369,6 +379,7 @@ class IFDProbe(ScheduledProbe):
             r_ifd=(nll[2 * n : 3 * n] - nll[3 * n :]).exp().float(),
             ppl_instruction_cond=ppl[2 * n : 3 * n],
             ppl_instruction=ppl[3 * n :],
+            nonfinite=bad,
         )
 
     def take_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, log: bool) -> IFDReading:
@@ -376,6 +387,8 @@ class IFDProbe(ScheduledProbe):
         reading = self.read(pl_module, gather=self.gather_fn(trainer))
         self.mark_read(step)
         self.emit(step, reading.tensors(), epoch=self.reading_epoch(trainer))
+        if reading.nonfinite is not None:
+            self.nonfinite.observe(step, reading.nonfinite)
         if log and self.log_scalars and trainer.loggers:
             prefix = f"probes/{self.source}"
             mean_log10 = reading.ifd.log().mean() / math.log(10)
@@ -387,3 +400,5 @@ class IFDProbe(ScheduledProbe):
     @override
     def scheduled_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, final: bool) -> None:
         self.take_reading(trainer, pl_module, log=not final)
+        if final:
+            self.nonfinite.flush()
