@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 import numpy as np
 
-from probes.runlog.cli_support import add_run_arguments, open_for_command
+from probes.runlog.cli_support import add_run_arguments, open_for_command, printable
 from probes.runlog.labels import format_names, kind_of, pair_names, sample_names
 from probes.runlog.reader import RunReader
 from probes.runlog.summary import collapse_events
@@ -115,7 +115,7 @@ def _plottable(reader: RunReader, source: str, kind: str) -> bool:
 def _keyword_panel(ax: Axes, reader: RunReader, source: str, max_pairs: int) -> None:
     steps, p = reader.read(f"{source}/p_first")
     p = p.astype(np.float64)
-    names = pair_names(reader.describe(source)) or []
+    names = [printable(n) for n in pair_names(reader.describe(source)) or []]
     if len(names) != p.shape[1]:
         names = [str(i) for i in range(p.shape[1])]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -127,7 +127,7 @@ def _keyword_panel(ax: Axes, reader: RunReader, source: str, max_pairs: int) -> 
     ax.set_xlabel("step")
     ax.set_ylabel("P(first keyword token)")
     shown = f" ({len(order)} of {p.shape[1]} pairs that moved most)" if len(order) < p.shape[1] else ""
-    ax.set_title(f"{source}: keyword probabilities{shown}")
+    ax.set_title(f"{printable(source)}: keyword probabilities{shown}")
     if len(order) <= 12:
         ax.legend(fontsize="x-small", ncols=2 if len(order) > 6 else 1, loc="best")
     ax.grid(True, which="major", alpha=0.3)
@@ -135,7 +135,8 @@ def _keyword_panel(ax: Axes, reader: RunReader, source: str, max_pairs: int) -> 
 
 def _priming_panel(ax: Axes, reader: RunReader, source: str, max_pairs: int) -> None:
     describe = reader.describe(source)
-    threshold = float(describe.get("threshold", 1e-3))
+    threshold = describe.get("threshold", 1e-3)
+    threshold = float(threshold) if isinstance(threshold, (int, float)) and 0 < threshold < 1 else 1e-3
     have = set(reader.metrics(f"{source}/"))
     steps, s_prime = reader.read(f"{source}/log10_s_prime")
     if f"{source}/p_before" in have:
@@ -148,7 +149,7 @@ def _priming_panel(ax: Axes, reader: RunReader, source: str, max_pairs: int) -> 
     ax.set_ylabel("log10 S_prime")
     ax.axvline(math.log10(threshold), color="0.3", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     if not with_base.any():
-        ax.set_title(f"{source}: priming (no baselines recorded yet)")
+        ax.set_title(f"{printable(source)}: priming (no baselines recorded yet)")
         ax.legend(fontsize="x-small")
         return
     k = int(np.nonzero(with_base)[0][-1])
@@ -160,8 +161,9 @@ def _priming_panel(ax: Axes, reader: RunReader, source: str, max_pairs: int) -> 
     ax.scatter(x[ok & ~surprising], y[ok & ~surprising], color="tab:blue", label="not surprising", zorder=3)
     if len(names) == len(x) and len(names) <= 20:
         for i in np.nonzero(ok)[0]:
-            ax.annotate(names[i], (x[i], y[i]), fontsize="xx-small", xytext=(3, 3), textcoords="offset points")
-    ax.set_title(f"{source}: priming spread vs probability before learning, step {int(steps[k])}")
+            label = printable(names[i])
+            ax.annotate(label, (x[i], y[i]), fontsize="xx-small", xytext=(3, 3), textcoords="offset points")
+    ax.set_title(f"{printable(source)}: priming spread vs probability before learning, step {int(steps[k])}")
     ax.legend(fontsize="x-small", loc="best")
     ax.grid(True, alpha=0.3)
 
@@ -169,7 +171,7 @@ def _priming_panel(ax: Axes, reader: RunReader, source: str, max_pairs: int) -> 
 def _format_panel(ax: Axes, reader: RunReader, source: str, max_pairs: int) -> None:
     steps, dist = reader.read(f"{source}/dist")
     dist = np.nan_to_num(dist.astype(np.float64))
-    names = format_names(reader.describe(source)) or []
+    names = [printable(n) for n in format_names(reader.describe(source)) or []]
     if len(names) != dist.shape[1]:
         names = [str(i) for i in range(dist.shape[1])]
     ax.stackplot(steps, dist.T, labels=names, alpha=0.85)
@@ -177,7 +179,7 @@ def _format_panel(ax: Axes, reader: RunReader, source: str, max_pairs: int) -> N
     ax.set_xlim(steps[0], steps[-1] if len(steps) > 1 else steps[0] + 1)
     ax.set_xlabel("step")
     ax.set_ylabel("share of outputs")
-    title = f"{source}: format distribution"
+    title = f"{printable(source)}: format distribution"
     if f"{source}/collapsed" in reader.metrics(f"{source}/"):
         events = [s for s, what in collapse_events(steps, reader.read(f"{source}/collapsed")[1]) if what == "collapsed"]
         if events:
