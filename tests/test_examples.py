@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -29,10 +30,11 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import pytest
+from scipy import stats
 
-from probes import KeywordProbe
 from probes.demos import ByteTokenizer, GPTConfig, TinyLM
 from probes.runlog import open_run
+from tests.reference import brute_force_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -144,12 +146,15 @@ def test_keyword_probe_quickstart(examples: Examples) -> None:
     assert list(rows) == [name for name, _, _ in QUICKSTART_PAIRS]
     for before, after, change in rows.values():
         assert change == pytest.approx(math.log10(after / before), abs=0.01)
-    # "P before" is the untrained model's reading: read the same seeded model here, independently
+    # "P before" is the untrained model's reading: the same seeded model scored here by the
+    # brute-force one-pair reference (one unpadded forward, explicit loop over the keyword's tokens;
+    # the separator belongs to the keyword), not by the probe
     pl.seed_everything(0, verbose=False)
-    module = TinyLM(GPTConfig(n_layer=2, n_embd=48, n_head=4, block_size=64))
-    p0 = KeywordProbe(QUICKSTART_PAIRS, ByteTokenizer(), model="model").read(module).logp_seq.double().exp()
-    for (name, _, _), p in zip(QUICKSTART_PAIRS, p0.tolist()):
-        assert rows[name][0] == pytest.approx(p, rel=6e-3), name
+    module = TinyLM(GPTConfig(n_layer=2, n_embd=48, n_head=4, block_size=64)).eval()
+    tok = ByteTokenizer()
+    for name, context, keyword in QUICKSTART_PAIRS:
+        ref = brute_force_pair(module.model, tok.encode(context), tok.encode(" " + keyword))
+        assert rows[name][0] == pytest.approx(math.exp(ref["logp_seq"]), rel=6e-3), name
     for fact in ("sand", "honey", "thunder"):  # true facts of the corpus are learned
         assert rows[fact][1] > 0.01 and rows[fact][2] > 5
     assert rows["sand/bitter"][1] < rows["sand"][1] / 1e3  # a word of another theme stays far behind
@@ -272,16 +277,36 @@ def test_priming_experiment(examples: Examples) -> None:
         plain, pruned = facts[name]["plain"], facts[name]["ignore_topk"]
         assert plain["exposures"] == 20  # every presentation reached the weights that were read
         printed = (p_before, s_mem, s_prime, topk_mem, topk_prime)
-        logged = (math.log10(plain["p_before"]), plain["log10_s_mem"], plain["log10_s_prime"],
+        logged = (plain["log10_p_before_seq"], plain["log10_s_mem"], plain["log10_s_prime"],
                   pruned["log10_s_mem"], pruned["log10_s_prime"])
         assert printed == pytest.approx(logged, abs=6e-3)
         assert s_mem > 0  # every fact is memorised
-    # Sun et al.: the least expected keyword is primed most, and priming falls with P_before
+    # the printed correlations, recomputed here with scipy from the logged per-fact values (with 3
+    # facts in this CI setting a coefficient proves nothing about the paper's claim: its sign is
+    # not asserted; the README's figures come from the full 12-fact run)
+    x = [facts[n]["plain"]["log10_p_before_seq"] for n in rows]
+    y = [facts[n]["plain"]["log10_s_prime"] for n in rows]
+    m = r.line(rf"^Pearson r\(log10 P_before, log10 S_prime\) = ({NUMBER}) \(p = ({NUMBER})\)")
+    assert float(m[1]) == pytest.approx(stats.pearsonr(x, y)[0], abs=6e-4)
+    assert float(m[2]) == pytest.approx(stats.pearsonr(x, y)[1], rel=0.05, abs=1e-3)
+    rho = float(r.line(rf"^Spearman rho = ({NUMBER})")[1])
+    assert rho == pytest.approx(stats.spearmanr(x, y)[0], abs=6e-4)
+    # Sun et al.: the least expected keyword is primed most
     assert min(rows, key=lambda n: rows[n][0]) == max(rows, key=lambda n: rows[n][2]) == "pearl-vermilion"
     assert rows["pearl-vermilion"][2] > 3  # above the example's S_prime cut-off of 1e3
-    pearson = float(r.line(rf"^Pearson r\(log10 P_before, log10 S_prime\) = ({NUMBER})")[1])
-    assert pearson == pytest.approx(data["analysis"]["pearson_r"], abs=6e-4) and pearson < -0.5
     assert rows["pearl-vermilion"][4] < rows["pearl-vermilion"][2]  # IgnoreTopK dilutes the priming
+    # the IgnoreTopK summary lines: medians recomputed from the per-fact values
+    med = {k: statistics.median(rows[n][i] for n in rows) for k, i in (("prime", 2), ("mem", 1), ("prime_topk", 4),
+                                                                     ("mem_topk", 3))}
+    m = r.line(rf"^  median log10 S_prime ({NUMBER}) -> ({NUMBER}) .*priming fell for (\d+) of (\d+) facts")
+    assert (float(m[1]), float(m[2])) == pytest.approx((med["prime"], med["prime_topk"]), abs=6e-3)
+    fell = sum(rows[n][4] < rows[n][2] for n in rows)
+    assert (int(m[3]), int(m[4])) == (fell, len(rows)) and fell > len(rows) / 2  # priming falls for most facts
+    m = r.line(rf"^  median log10 S_mem   ({NUMBER}) -> ({NUMBER})")
+    assert (float(m[1]), float(m[2])) == pytest.approx((med["mem"], med["mem_topk"]), abs=6e-3)
+    # the README's "median log10 S_mem held": within half a decade, while the median S_mem itself
+    # is several decades (memorization of the median fact survives the dilution)
+    assert abs(med["mem_topk"] - med["mem"]) <= 0.5 and med["mem"] > 2
 
 
 # --- examples/rl_format_collapse.py ------------------------------------------------------------------
@@ -298,8 +323,9 @@ def test_rl_format_collapse(examples: Examples) -> None:
     assert list(table) == ["GRPO", "GRPO + KL", "no reward"]
     rollout, exact, share, h_first, h_last = table["GRPO"]
     assert rollout >= 0 and exact >= 0 and share >= 0.95 and h_last < h_first / 2  # Echo Chamber: it collapses
-    kl_exact = table["GRPO + KL"][1]
-    assert kl_exact == -1 or kl_exact >= exact  # the KL penalty delays it
+    kl_rollout, kl_exact = table["GRPO + KL"][:2]
+    # the KL penalty delays the collapse (the README's claim): it still collapses, later
+    assert exact < kl_exact and rollout < kl_rollout
     assert table["no reward"][:2] == (-1, -1) and table["no reward"][3] == table["no reward"][4]
     assert len({row[3] for row in table.values()}) == 1  # every run starts from the same pretrained policy
     # the collapse warning printed live names the same step as the table
