@@ -44,9 +44,20 @@ def train(kind: str, callbacks=()) -> KeywordProbe:
     return probe
 
 
+HEALTHY_EXPECTATION = KeywordLearned("sand", by_step=90, min_prob=0.05)
+
+
 @pytest.fixture(scope="module")
 def runs() -> dict[str, KeywordProbe]:
-    return {kind: train(kind) for kind in LOOPS}
+    """Every loop trained once for the module; the healthy one also carries a ProbeExpectations
+    (checked by test_expectation_passes_on_healthy_and_warn_mode_continues), so it is not trained twice."""
+    out = {}
+    for kind in LOOPS:
+        extra = [ProbeExpectations([HEALTHY_EXPECTATION])] if kind == "healthy" else []
+        out[kind] = train(kind, extra)
+        if extra:
+            out["healthy/expectations"] = extra[0]  # type: ignore[assignment]
+    return out
 
 
 def learned(probe):
@@ -99,11 +110,12 @@ def test_expectation_fails_fast_at_the_breaking_step(probe_trainer):
     assert expectations.failures[0]["step"] == 30
 
 
-def test_expectation_passes_on_healthy_and_warn_mode_continues(probe_trainer):
-    ok = ProbeExpectations([KeywordLearned("sand", by_step=90, min_prob=0.05)])
-    probe = KeywordProbe([PAIR], ByteTokenizer(), model="model")
-    probe_trainer([probe, ok], max_steps=N_BATCHES).fit(make_loop("healthy"), fact_loader(N_BATCHES))
-    assert ok.failures == []
+def test_expectation_passes_on_healthy_and_warn_mode_continues(runs, probe_trainer):
+    ok = runs["healthy/expectations"]
+    assert ok.failures == [] and ok.expectations == [HEALTHY_EXPECTATION]
+    # and the expectation's claim holds on the healthy history, read independently
+    at_90 = next(r for r in runs["healthy"].history if r.step == 90)
+    assert float(at_90.tensors["logp_seq"][0].exp()) >= 0.05
     warn = ProbeExpectations([KeywordLearned("sand", by_step=5, min_prob=0.9)], action="warn")
     probe2 = KeywordProbe([PAIR], ByteTokenizer(), model="model")
     trainer = probe_trainer([probe2, warn], max_steps=10)
