@@ -380,6 +380,7 @@ class BenchmarkProbe(ScheduledProbe):
                     "category": b.category,
                     "style": b.style,
                     "separator": b.separator,
+                    "instruction": b.instruction if isinstance(b.instruction, str) else list(b.instruction),
                     "n_questions": len(b),
                 }
                 for b in self.suite
