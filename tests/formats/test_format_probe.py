@@ -482,6 +482,12 @@ def test_label_space_without_answers_uses_correctness_and_has_no_majority():
     assert float(t["label_accuracy"]) == pytest.approx(2 / 3)  # correctness pooled over every completion
     assert math.isnan(float(t["majority"])) and math.isnan(float(t["acc_minus_majority"]))
     assert float(t["label_mass"]) == pytest.approx(2 / 3) and float(t["chance"]) == 0.5
+    # scored without answers: nothing to judge against
+    scored = FormatProbe(LabelSpace(["yes", "no"]), mode="scored", prompts=["ok?"], tokenizer=ByteTokenizer())
+    torch.manual_seed(0)
+    got = scored.metrics(scored.read(TinyLM(GPTConfig(n_layer=1, n_embd=32, n_head=2, block_size=32)).model))
+    assert math.isnan(float(got["label_accuracy"])) and math.isnan(float(got["majority"]))
+    assert 0 < float(got["label_mass"]) < 1
     # a plain format spec has none of these metrics
     plain = FormatProbe(SPEC, mode="rollout", collapse=None)
     trainer([plain], max_steps=1).fit(ScriptedRollouts(SCRIPT[:1]))

@@ -721,6 +721,8 @@ class FormatProbe(ProbeCallback):
         assert self.label_space is not None
         if tally.label_hits is not None and tally.label_judged is not None:
             acc = tally.label_hits.to(device) / tally.label_judged.to(device)  # NaN for nothing judged
+        elif self.mode == "scored":  # no answers: nothing to judge against
+            acc = torch.tensor(math.nan, dtype=torch.float64, device=device)
         else:  # correctness given per completion (rollout / sampled without answers), pooled over buckets
             acc = tally.correct_sum.nansum().to(device) / tally.correct_n.sum().to(device)
         chance = torch.tensor(1.0 / len(self.label_space), dtype=torch.float64, device=device)
