@@ -125,6 +125,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_cli.py::test_fmt_num_hand_written",),
         ("tests/test_cli.py",),
     ),
+    Mutation(
+        "keyword_learned_ignores_by",
+        "the KeywordLearned expectation checks the chained probability whatever `by=` says",
+        "testing/expectations.py",
+        ((r"min_prob=self\.min_prob, by=self\.by\)", "min_prob=self.min_prob)", 1),),
+        ("tests/testing/test_assertions.py",),
+        ("tests/testing",),
+    ),
     # --- distributed -----------------------------------------------------------------------------
     Mutation(
         "gather_order_reversed",
@@ -166,6 +174,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ((r"collapsed = streak >= criterion\.patience", "collapsed = streak > criterion.patience", 1),),
         ("tests/formats/test_collapse.py",),
         ("tests/formats",),
+    ),
+    Mutation(
+        "temperature_ignored",
+        "the sampler draws at temperature 1 whatever the configured temperature",
+        "sampling.py",
+        ((r"torch\.softmax\(logits / config\.temperature, dim=-1\)", "torch.softmax(logits, dim=-1)", 1),),
+        ("tests/test_sampled_reference.py",),
+        ("tests/formats/test_sampling.py",),
     ),
     # --- training untouched, logs durable -------------------------------------------------------------
     Mutation(

@@ -76,6 +76,18 @@ def test_keyword_learned_by_first_token():
     assert_keyword_learned(data, "a", min_prob=0.5, min_gain=700, by="first")
 
 
+def test_keyword_learned_expectation_reads_the_probability_it_names():
+    from probes.testing import KeywordLearned
+
+    data = keyword_data([[1e-6, 0.6], [1e-3, 0.6]], first=[[1e-3, 0.9], [0.8, 0.01]])["keyword"]
+    first = KeywordLearned("a", by_step=10, min_prob=0.5, by="first")
+    seq = KeywordLearned("a", by_step=10, min_prob=0.5)
+    assert first.check(data) is None
+    message = seq.check(data)
+    assert message is not None and "P_seq = 0.001 < min_prob 0.5" in message
+    assert KeywordLearned("a", by_step=20, min_prob=0.5).check(data) is None  # not due before step 20
+
+
 def test_probability_trend_by_first_token():
     # chained: rising 6 decades; first token: falling 2 decades
     data = keyword_data([[1e-8, 1.0], [1e-5, 1.0], [1e-2, 1.0]], first=[[0.5, 1.0], [0.05, 1.0], [0.005, 1.0]])
