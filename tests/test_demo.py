@@ -9,10 +9,18 @@ hand-made records in well under a second (the mutation check's quick form uses i
 
 from __future__ import annotations
 
+import fcntl
 import io
 import math
 import os
+import pty
 import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -227,3 +235,64 @@ def test_printed_as_accepts_rounding_only() -> None:
     assert sig(1.8849e-3, 3) == 1.88e-3 and sig(6.8349e16, 3) == 6.83e16 and sig(15.849, 3) == 15.8
     assert printed_as(1.88e-3, 1.8849e-3) and printed_as(15.8, 15.75) and printed_as(6.83e16, 6.8349e16)
     assert not printed_as(1.88e-2, 1.8849e-3) and not printed_as(15.9, 15.849) and not printed_as(-15.8, 15.8)
+
+
+# --- the live mode, in a pseudo-terminal ------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+@pytest.mark.timeout(300)
+def test_live_mode_in_a_terminal(tmp_path: Path) -> None:
+    """`probes demo` as typed in a terminal (live dashboard and progress bar): it finishes, draws
+    the dashboard while training, leaves no escape-code debris, and the final screen (judged by
+    the pyte terminal emulator) holds the facts table with the logged figures."""
+    pyte = pytest.importorskip("pyte")
+    cols, rows = 120, 50
+    out_dir = tmp_path / "live"
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    env.update(TERM="xterm-256color", COLUMNS=str(cols), LINES=str(rows), PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, "-m", "probes.cli", "demo", "--quick", "--steps", "5", "--out", str(out_dir)]
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    raw = b""
+    deadline = time.monotonic() + 280
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            raw += data
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    rc = proc.wait()
+    text = raw.decode("utf-8", "replace")
+    screen = pyte.HistoryScreen(cols, rows, history=100_000, ratio=0.001)
+    pyte.Stream(screen).feed(text)
+    lines = ["".join(line[x].data for x in range(cols)).rstrip() for line in screen.history.top]
+    lines += [line.rstrip() for line in screen.display]
+    final = "\n".join(lines)
+    assert rc == 0, final[-4000:]
+    assert "Traceback" not in text
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    assert re.search(r"probes  step \d+", plain), "the dashboard was never drawn"
+    assert text.rindex("\x1b[?25h") > text.rindex("\x1b[?25l")  # the cursor is visible at the end
+    lm = open_run(out_dir / "lm")
+    names = [s["name"] for s in lm.describe("priming")["samples"]]
+    table = table_rows(final)
+    assert list(table) == names, final[-4000:]
+    _, s_mem = lm.read("priming/s_mem")
+    for i, name in enumerate(names):
+        assert printed_as(table[name][1], float(s_mem[-1, i])), (name, table[name])
