@@ -27,6 +27,7 @@ Run::
     python examples/output_space.py                 # 5 seeds, two training-set sizes
     python examples/output_space.py --quick         # CI smoke setting, well under a minute
     python examples/output_space.py --seeds 0 1 2 --out runs/output_space
+    python examples/output_space.py --report runs/output_space   # the figures again, from the logs
 
 Every figure printed is read back from the run logs the probes wrote (``OUT/<size>/<cond>/seed<k>``);
 intervals are 95% t-intervals over seeds.
@@ -263,6 +264,7 @@ class RunFigures:
     chance: float
     majority: float
     mass_before: float  # label mass (matched prompt) before tuning
+    acc_before: float  # accuracy (matched prompt) before tuning: argmax over the labels
     step_mass_09: int  # first reading with label mass >= 0.9 under the matched prompt (-1: never)
     acc_at_mass_09: float  # accuracy at that reading (NaN: never)
     steps: list[int] = field(default_factory=list)
@@ -291,6 +293,7 @@ def read_run(run_dir: Path, condition: str) -> RunFigures:
         chance=float(chance[-1, 0]),
         majority=float(majority[-1, 0]),
         mass_before=float(mass_by[m][0]),
+        acc_before=float(acc_by[m][0]),
         step_mass_09=int(steps[hit[0]]) if hit.size else -1,
         acc_at_mass_09=float(acc_by[m][hit[0]]) if hit.size else math.nan,
         steps=[int(s) for s in steps],
@@ -349,6 +352,7 @@ def summarize(figures: dict[tuple[int, str], list[RunFigures]]) -> list[dict[str
                 "acc empty": interval([r.accuracy["empty"] for r in runs]),
                 "acc misleading": interval([r.accuracy["misleading"] for r in runs]),
                 "mass before": interval([r.mass_before for r in runs]),
+                "acc before": interval([r.acc_before for r in runs]),
                 "step mass 0.9": [r.step_mass_09 for r in runs],
                 "acc at mass 0.9": interval([r.acc_at_mass_09 for r in runs]),
                 "chance": interval([r.chance for r in runs]),
@@ -382,7 +386,8 @@ def render(rows: list[dict[str, Any]], figures: dict[tuple[int, str], list[RunFi
     )
     for r in rows:
         lines.append(
-            f"size {r['size']} {r['cond']}: label mass before tuning {fmt(r['mass before'])}; first reading with"
+            f"size {r['size']} {r['cond']}: before tuning label mass {fmt(r['mass before'])}, accuracy"
+            f" {fmt(r['acc before'])}; first reading with"
             f" mass >= 0.9 at steps {r['step mass 0.9']}, accuracy there {fmt(r['acc at mass 0.9'])}"
         )
     sizes = sorted({size for size, _ in figures})
@@ -400,7 +405,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="CI smoke setting (well under a minute)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0..4; --quick 0 1)")
     parser.add_argument("--out", type=Path, default=None, help="directory for the run logs (default: a temp dir)")
+    parser.add_argument(
+        "--report", type=Path, default=None, metavar="OUT", help="print the figures of the run logs in OUT; no training"
+    )
     args = parser.parse_args(argv)
+    if args.report is not None:
+        return report(args.report)
     cfg = quick_config() if args.quick else Config()
     if args.seeds is not None:
         cfg.seeds = tuple(args.seeds)
@@ -423,14 +433,34 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                 tune(cfg, seed, size, cond, weights, run_dir)
                 figures.setdefault((size, cond), []).append(read_run(run_dir, cond))
         print(f"seed {seed} done ({time.perf_counter() - started:.0f} s)", flush=True)
+    result = print_figures(figures, verdicts)
+    seconds = time.perf_counter() - started
+    print(f"total {seconds:.0f} s; run logs in {out}")
+    return {**result, "out": out, "seconds": seconds}
+
+
+def print_figures(figures: dict[tuple[int, str], list[RunFigures]], verdicts: list[float]) -> dict[str, Any]:
     rows = summarize(figures)
     verdict = interval(verdicts)
     print(f"after pretraining (no labels seen): verdict accuracy on the test reviews {fmt(verdict)} (chance 0.333)")
     for line in render(rows, figures):
         print(line)
-    seconds = time.perf_counter() - started
-    print(f"total {seconds:.0f} s; run logs in {out}")
-    return {"rows": rows, "figures": figures, "verdict": verdict, "out": out, "seconds": seconds}
+    return {"rows": rows, "figures": figures, "verdict": verdict}
+
+
+def report(out: Path) -> dict[str, Any]:
+    """The figures of a finished run directory ``out`` (sizes, conditions and seeds from its layout)."""
+    if not (out / "pretrain").is_dir():
+        raise SystemExit(f"--report {out}: no pretrain/ directory; pass the --out of a finished run")
+    seeds = sorted(int(p.name[4:]) for p in (out / "pretrain").iterdir() if p.name.startswith("seed"))
+    sizes = sorted(int(p.name) for p in out.iterdir() if p.name.isdigit())
+    figures = {
+        (size, cond): [read_run(out / str(size) / cond / f"seed{seed}", cond) for seed in seeds]
+        for size in sizes
+        for cond in CONDITIONS
+    }
+    result = print_figures(figures, [read_verdict(out / "pretrain" / f"seed{seed}") for seed in seeds])
+    return {**result, "out": out}
 
 
 if __name__ == "__main__":

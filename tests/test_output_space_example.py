@@ -143,3 +143,15 @@ def test_every_record_has_the_output_space_metrics(quick_run):
     _, mass = run.read("bench/label_mass")
     assert ((mass >= 0) & (mass <= 1)).all()  # no option is a prefix of another: a probability
     assert steps[0] == 0 and steps[-1] == example.quick_config().sft_steps
+
+
+def test_report_reprints_the_same_figures_from_the_logs(quick_run):
+    example, _, printed, out = quick_run
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        example.main(["--report", str(out)])
+    figures = [line for line in printed.splitlines() if not line.startswith(("seed ", "total "))]
+    assert buf.getvalue().splitlines() == figures
