@@ -185,7 +185,7 @@ def next_record(record: Any, schema: SourceSchema) -> tuple[int, int, Rows]:
             and 0 <= step <= INT64_MAX
             and -1 <= epoch <= INT64_MAX
             and type(tensors) is dict
-            and tensors.keys() == schema.keys
+            and len(tensors) == len(schema.names)
         ):
             rows = _fast_rows(schema, tensors)
             if rows is not None:
@@ -194,25 +194,28 @@ def next_record(record: Any, schema: SourceSchema) -> tuple[int, int, Rows]:
 
 
 def _fast_rows(schema: SourceSchema, tensors: dict[str, Any]) -> Optional[Rows]:
-    """The rows of a record that matches its schema exactly, or None to take the slow path."""
+    """The rows of a record that matches its schema exactly, or None to take the slow path.
+
+    ``tensors`` has as many names as the schema; a missing name raises KeyError here."""
     rows = []
     try:
         for names, dtype, shape, device in schema.groups:
             if len(names) == 1:
                 row = tensors[names[0]]
-                if type(row) is not torch.Tensor or row.dtype is not dtype or row.shape != shape:
+                if row.dtype is not dtype or row.shape != shape:
                     return None
             else:
                 values = [tensors[m] for m in names]
-                if not all(type(v) is torch.Tensor and v.dtype is dtype for v in values):
-                    return None
-                row = torch.stack(values)  # raises on a shape, device or layout mismatch
+                for v in values:  # torch.stack would promote a differing dtype silently
+                    if v.dtype is not dtype:
+                        return None
+                row = torch.stack(values)  # raises on a shape, device or layout mismatch, or a non-tensor
                 if row.shape[1:] != shape:
                     return None
-            if row.device != device or row.layout is not torch.strided:
+            if type(row) is not torch.Tensor or row.device != device or row.layout is not torch.strided:
                 return None
             rows.append(row.detach() if row.requires_grad else row)
-    except (RuntimeError, TypeError, ValueError):
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError):
         return None
     return rows
 
