@@ -130,6 +130,20 @@ def test_foreground_flush_error_keeps_its_batch(tmp_path, disk):
     assert_complete(tmp_path / "run", [0, 1, 2])
 
 
+def test_held_records_are_retried_without_new_records(tmp_path, disk):
+    w = writer(tmp_path)
+    w.write(rec(0))
+    disk.broken = True
+    with pytest.warns(RunLogWarning):
+        w.write(rec(1))  # the flush of steps 0-1 is held
+    assert w.n_held == 2 and not w.maybe_flush()  # not due yet
+    disk.broken = False
+    w._outbox._next_retry = 0.0  # the retry interval has passed
+    assert w.maybe_flush() and w.n_held == 0  # the end of the next training batch retries it
+    assert_complete(tmp_path / "run", [0, 1])
+    w.close()
+
+
 def test_on_error_raise_raises_a_typed_error_and_keeps_the_records(tmp_path, disk):
     w = writer(tmp_path, flush_every_n=100, on_error="raise")
     w.write(rec(0))

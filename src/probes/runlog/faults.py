@@ -79,6 +79,11 @@ class Outbox:
         self._lock = threading.RLock()
 
     @property
+    def retry_due(self) -> bool:
+        """Whether held jobs wait and their retry interval has passed."""
+        return bool(self.held) and time.monotonic() >= self._next_retry
+
+    @property
     def n_held_records(self) -> int:
         with self._lock:
             return sum(j.n_records for j in self.held)

@@ -376,8 +376,9 @@ class RunWriter:
         )
 
     def maybe_flush(self) -> bool:
-        """Flush (without waiting) if the time threshold has passed; returns whether it did."""
-        if self.closed or not self._n_buffered or not self._due():
+        """Flush (without waiting) if the time threshold has passed, or retry held shards whose
+        retry interval has passed; returns whether it did."""
+        if self.closed or not ((self._n_buffered and self._due()) or self._outbox.retry_due):
             return False
         self.flush(wait=False)
         return True
@@ -399,6 +400,8 @@ class RunWriter:
         self._check_process()
         if self._n_buffered:
             self._submit(self._take_jobs("running"), wait=wait)
+        elif self._outbox.retry_due:
+            self._submit([], wait=wait)  # no new records: retry the held ones
         elif wait:
             self._drain()
         self._outbox.raise_pending()
