@@ -183,7 +183,7 @@ def summarize_rl(runs: Sequence[RLRun]) -> list[dict[str, Any]]:
             "condition": cond, "size": size, "n_seeds": len(group),
             "share_eq_before": before, "share_eq_after": after, "change": change,
             "n_collapsed": sum(r.collapse_step >= 0 for r in group),
-            "onto": "".join(sorted({r.collapsed_onto for r in group if r.collapsed_onto})) or "-",
+            "onto": "/".join(sorted({r.collapsed_onto for r in group if r.collapsed_onto})) or "-",
             "collapse_steps": [r.collapse_step for r in group],
             "accuracy_after": float(np.mean([r.accuracy_after for r in group])),
             "runs": [asdict(r) for r in group],
@@ -204,9 +204,10 @@ def format_rl_table(rows: Sequence[dict[str, Any]]) -> str:
     )
     lines = [head, "-" * len(head)]
     for r in rows:
+        collapsed = f"{r['n_collapsed']}/{r['n_seeds']} ({r['onto']})"
         lines.append(
             f"{r['condition']:18s} {r['size']:5s} {r['n_seeds']:5d} | {ci(r['share_eq_before']):>22s} |"
             f" {ci(r['share_eq_after']):>22s} | {ci(r['change']):>23s} |"
-            f" {r['n_collapsed']}/{r['n_seeds']} ({r['onto']}){'':6s} | {r['collapse_steps']}"
+            f" {collapsed:16s} | {r['collapse_steps']}"
         )
     return "\n".join(lines)
