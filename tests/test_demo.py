@@ -31,6 +31,7 @@ import torch
 from rich.console import Console
 
 from probes.cli import main
+from probes.demos.main_job import quick_config
 from probes.records import Record
 from probes.runlog import open_run
 
@@ -171,7 +172,7 @@ def test_every_cell_of_the_facts_table_is_the_logged_value(demo: SimpleNamespace
         assert printed_as(p_before, float(last["p_before"][i])), (name, p_before)  # printed as %.2e
         assert printed_as(s_mem, float(last["s_mem"][i])), (name, s_mem)  # printed as %.3g
         assert printed_as(s_prime, float(last["s_prime"][i])), (name, s_prime)
-        assert exposures == int(last["exposures"][i]) == 10, name  # --quick presents each fact 10 times
+        assert exposures == int(last["exposures"][i]) == quick_config().presentations, name
         assert surprising == bool(last["surprising"][i]) == (float(last["p_before"][i]) < threshold), name
 
 

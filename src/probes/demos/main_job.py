@@ -67,9 +67,10 @@ class DemoConfig:
 
 
 def quick_config(out: Path = Path("runs/demo"), live: bool = True) -> DemoConfig:
-    """The ``--quick`` version: about 20 seconds."""
-    return DemoConfig(pretrain_steps=120, presentations=10, stagger=12, rl_steps=30, policy_pretrain_steps=150,
-                      out=out, live=live)
+    """The ``--quick`` version: the same language-model phase as the full demo (fewer pretraining
+    steps leave the corpus unlearned, so even expected facts start improbable, and fewer
+    presentations leave facts unmemorized) with a shorter RL phase."""
+    return DemoConfig(rl_steps=40, out=out, live=live)
 
 
 def demo_pairs() -> list[tuple[str, str, str, str]]:
@@ -200,6 +201,19 @@ def _report(r: DemoResult, console: Console) -> None:
             "yes" if bool(last["surprising"][i]) else "no",
         )
     console.print(t)
+    console.print(
+        "S_mem, S_prime: ratios of the chained probability of ' keyword' after / just before the first exposure."
+        " A ratio cannot exceed 1 / P_before, so rare keywords get large ones; docs/science.md shows that the"
+        " absolute change does not follow P_before.",
+        highlight=False,
+    )
+    for i, s in enumerate(r.priming.names):
+        if bool(last["surprising"][i]) and float(last["s_prime"][i]) < 1.0:
+            console.print(
+                f"{s}: surprising (P_before < {r.priming.threshold:g}) but S_prime < 1: its keyword became less"
+                " likely in the priming contexts; a low P_before predicts priming on average, not for every fact.",
+                highlight=False,
+            )
     state = r.rollouts.collapse_state
     first = r.rollouts.history[0].tensors
     final = r.rollouts.history[-1].tensors
@@ -211,6 +225,11 @@ def _report(r: DemoResult, console: Console) -> None:
     else:
         console.print(f"no format collapse flagged; entropy {float(first['entropy_bits']):.2f} -> "
                       f"{float(final['entropy_bits']):.2f} bits")
+    console.print(
+        "Here '=' is both the pretraining majority (70%) and the more accurate format, so a collapse onto it shows"
+        " the reward choosing accuracy; with equal accuracy or a shuffled reward see docs/science.md.",
+        highlight=False,
+    )
     console.print(f"\ndone in {r.seconds:.0f} s. Run logs: {r.lm_run} and {r.rl_run}. Next:")
     for run in (r.lm_run, r.rl_run):
         console.print(f"  probes summary {run}\n  probes replay {run} --speed 50\n  probes plot {run} -o {run}.png",
