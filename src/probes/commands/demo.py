@@ -14,7 +14,9 @@ from probes.runlog.cli_support import add_debug_argument
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the embedded demo on the tiny reference LM (CPU, no downloads)")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps of the language model")
-    p.add_argument("--quick", action="store_true", help="the same language-model phase, a shorter RL phase (about 40 seconds)")
+    p.add_argument(
+        "--quick", action="store_true", help="the same language-model phase, a shorter RL phase (about 40 seconds)"
+    )
     p.add_argument(
         "--out", type=Path, default=None, help="directory for the run logs (default: runs/demo-<date>-<time>)"
     )
