@@ -147,9 +147,7 @@ def test_ablation_and_instruction_errors():
         BenchmarkProbe(suite, ByteTokenizer(), ablations=["", "x"])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="non-empty string, got ''"):
         BenchmarkProbe(suite, ByteTokenizer(), ablations={"": ""})
-    with pytest.raises(
-        ValueError, match="Ablation 'e', benchmark 'colour-cloze': expected the instruction"
-    ):
+    with pytest.raises(ValueError, match="Ablation 'e', benchmark 'colour-cloze': expected the instruction"):
         BenchmarkProbe(suite, ByteTokenizer(), ablations={"e": [1, 2]})
     with pytest.raises(ValueError, match="token ids, so the instruction must be token ids too"):
         Benchmark("ids", [([1, 2], [[3], [4]], 0)], instruction="text")
@@ -176,3 +174,16 @@ def test_new_metrics_round_trip_through_a_run_log(tmp_path, tiny_gpt):
     assert values[0].tolist() == reading.ablation_accuracy.tolist()
     _, mass = run.read("bench/label_mass")
     assert mass[0].tolist() == reading.label_mass.tolist()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_reading_matches_cpu_and_stays_on_device(tiny_gpt):
+    probe = BenchmarkProbe(_instructed_suite(), ByteTokenizer(), ablations={"empty": "", "misleading": "Taste? "})
+    cpu = probe.read(tiny_gpt).tensors()
+    gpu = probe.read(tiny_gpt.to("cuda")).tensors()
+    for name, value in cpu.items():
+        assert gpu[name].device.type == "cuda", name
+        if value.dtype == torch.bool or not value.is_floating_point():
+            assert torch.equal(gpu[name].cpu(), value), name
+        else:
+            torch.testing.assert_close(gpu[name].cpu(), value, rtol=1e-4, atol=1e-6)
