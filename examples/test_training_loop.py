@@ -21,5 +21,5 @@ def test_loop_learns_the_corpus(tiny_lm, probe_trainer, probe_run_dir):
     probe = KeywordProbe(pairs, ByteTokenizer(), model="model", every_n_steps=10)
     trainer = probe_trainer([probe, RunLog(probe_run_dir)], max_steps=100)
     trainer.fit(tiny_lm, corpus_loader(n_windows=1600, batch_size=16))
-    assert_keyword_learned(probe, "grammar", min_prob=0.1, min_gain=100)  # the sentence frame is learned first,
+    assert_keyword_learned(probe, "grammar", min_prob=0.02, min_gain=100)  # the frame (" is") is learned first,
     assert_probability_trend(probe_run_dir, "fact", "rising", min_change=4)  # the fact is on its way (from the log)
