@@ -27,6 +27,7 @@ SCHEMAS: dict[str, dict[str, tuple[frozenset[str], int]]] = {
         "logp_first": (NUMBER, 1),
         "logp_seq": (NUMBER, 1),
         "rank": (NUMBER, 1),
+        "nonfinite": (BOOL | NUMBER, 1),
     },
     "priming": {
         **{
@@ -34,8 +35,11 @@ SCHEMAS: dict[str, dict[str, tuple[frozenset[str], int]]] = {
             for m in (
                 "p_learn", "p_before", "s_mem", "s_prime", "log10_s_mem", "log10_s_prime",
                 "median_prime_ratio", "delta_p_learn", "delta_p_prime", "exposures",
+                "log10_s_mem_seq", "log10_s_prime_seq", "log10_p_before_seq",
+                "log10_s_mem_first", "log10_s_prime_first", "log10_p_before_first",
             )
         },
+        "nonfinite": (BOOL | NUMBER, 1),
         "surprising": (BOOL | NUMBER, 1),
         "has_baseline": (BOOL | NUMBER, 1),
     },
