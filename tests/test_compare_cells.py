@@ -120,13 +120,25 @@ def test_every_cell_of_compare_matches_scipy_on_the_logged_values(runs, capsys, 
         for printed, metric in ((acc, "accuracy"), (conf, "confidence"), (ece, "ece")):
             assert float(printed) == pytest.approx(d[metric].mean(), abs=5e-4), (run, stage, metric)
 
-    # Cross-stage transfer: r(pretrain value, sft value) across runs, per benchmark and category mean
+    # Cross-stage transfer: r(pretrain value, sft value) across runs, per benchmark; per category
+    # the mean of the per-benchmark r (the paper's statistic) and the r of category-mean scores
     rows = t["Cross-stage transfer pretrain -> sft"]
-    assert len(rows) >= 2 * (len(bench) + len(set(cats)))
+    assert len(rows) >= 2 * (len(bench) + 2 * len(set(cats)))
+    avg_label, mean_label = ": mean of per-benchmark r (paper)", ": r of category-mean scores"
     for row in rows:
         metric, label = row[0], row[1]
-        if label.endswith("(mean)"):
-            cat = label.removesuffix(" (mean)")
+        if label.endswith(avg_label):
+            cols = [j for j, c in enumerate(cats) if c == label.removesuffix(avg_label)]
+            for method, printed in zip(METHODS, row[2:5]):
+                rs = [METHODS[method](np.array([data[n]["pretrain"][metric][j] for n in names]),
+                                      np.array([data[n]["sft"][metric][j] for n in names]))[0] for j in cols]
+                rs = [r for r in rs if np.isfinite(r)]
+                got, _ = cell(printed)
+                assert (math.isnan(got) if not rs else abs(got - float(np.mean(rs))) <= 0.005 + 1e-9), (
+                    metric, label, method, printed)
+            continue
+        if label.endswith(mean_label):
+            cat = label.removesuffix(mean_label)
             cols = [j for j, c in enumerate(cats) if c == cat]
             x = np.array([data[n]["pretrain"][metric][cols].mean() for n in names])
             y = np.array([data[n]["sft"][metric][cols].mean() for n in names])

@@ -146,18 +146,17 @@ def report_tables(report: Any) -> list[Any]:
         f" r across {len(report.runs)} runs (p, {ci})"
     )
     transfer.add_column("metric")
-    transfer.add_column("benchmark / category mean")
+    transfer.add_column("benchmark / category statistic")
     _method_columns(transfer, methods)
-    for metric in report.metrics:
-        rows = [r for r in report.cross_stage if r.metric == metric]
-        for cat in dict.fromkeys(report.categories):
-            for row in rows:
-                if row.level == "benchmark" and row.category == cat:
-                    add(transfer, [metric, f"  {row.name}"], row.correlations)
-            for row in rows:
-                if row.level == "category" and row.name == cat:
-                    add(transfer, [metric, f"[bold]{cat or '(no category)'} (mean)[/bold]"], row.correlations)
-        transfer.add_section()
+    from probes.analysis.stages import cross_stage_display_rows
+
+    previous = None
+    for metric, level, label, row in cross_stage_display_rows(report):
+        if previous is not None and metric != previous:
+            transfer.add_section()
+        previous = metric
+        add(transfer, [metric, label if level == "benchmark" else f"[bold]{label}[/bold]"], row.correlations)
+    transfer.add_section()
 
     coherence = Table(title=f"Intra-category coherence: mean pairwise r of benchmarks across runs ({ci})")
     for col in ("stage", "category", "metric", "pairs"):
