@@ -227,3 +227,34 @@ def test_ifd_probe_flags_nonfinite_samples() -> None:
     reading = probe.read(HalfNaN())
     assert reading.nonfinite.tolist() == [False, True]
     assert math.isfinite(reading.ifd[0].item()) and math.isnan(reading.ifd[1].item())
+
+
+class _NaNOnZ(nn.Module):
+    """Rows that contain a 'Z' byte get NaN logits (a partly diverged model)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lm = TinyGPT(CFG)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        logits = self.lm(ids)
+        poisoned = (ids == ord("Z")).any(dim=1)
+        return torch.where(poisoned[:, None, None], torch.full_like(logits, float("nan")), logits)
+
+
+def test_benchmark_and_scored_format_probes_flag_nonfinite_items() -> None:
+    from probes import BenchmarkProbe, FormatProbe
+    from probes.benchmarks_spec import Benchmark
+    from probes.formats import LabelSpace
+
+    bench = Benchmark("b", [("the sky is", ["blue", "red"], 0), ("the Zoo is", ["loud", "red"], 0)])
+    reading = BenchmarkProbe([bench], ByteTokenizer()).read(_NaNOnZ())
+    assert reading.q_nonfinite.tolist() == [False, True]
+    assert not bool(reading.q_correct[1])  # an unreadable question is never counted correct
+    assert reading.accuracy.item() == pytest.approx(float(reading.q_correct[0]))
+
+    probe = FormatProbe(LabelSpace(["blue", "red"]), mode="scored", tokenizer=ByteTokenizer(),
+                        prompts=["the sky is", "the Zoo is", "the sea is"])
+    tally = probe.read(_NaNOnZ())
+    assert tally.nonfinite.tolist() == [False, True, False]
+    assert math.isnan(float(tally.count.sum()))  # the mean share over prompts is NaN, not silently finite

@@ -25,6 +25,7 @@ from probes.functional.calibration import (
     majority_rate,
 )
 from probes.model_reader import Gather, ModelReader
+from probes.nonfinite import NonFiniteMonitor
 from probes.specs import ProbePair, ProbeSet, TextOrIds
 
 __all__ = ["BenchmarkProbe", "BenchmarkReading"]
@@ -77,6 +78,7 @@ class BenchmarkReading:
     ablation_confidence: Optional[torch.Tensor] = None
     ablation_label_mass: Optional[torch.Tensor] = None
     ablation_q_correct: Optional[torch.Tensor] = None
+    q_nonfinite: Optional[torch.Tensor] = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The record tensors (everything except ``option_scores``; ablation tensors only when
@@ -96,6 +98,8 @@ class BenchmarkReading:
             "label_mass": self.label_mass,
             "q_label_mass": self.q_label_mass,
         }
+        if self.q_nonfinite is not None:
+            out["q_nonfinite"] = self.q_nonfinite
         if self.ablation_accuracy is not None:
             out["ablation_accuracy"] = self.ablation_accuracy
             out["ablation_confidence"] = self.ablation_confidence  # type: ignore[assignment]
@@ -311,6 +315,9 @@ class BenchmarkProbe(ScheduledProbe):
             item_k += more_k
             item_v += [v] * len(more)
         self.n_variants = 1 + len(self.ablations)
+        self.nonfinite = NonFiniteMonitor(
+            self.state_key, [f"{b.name}/{question.name}" for b in self.suite for question in b.questions]
+        )
         self.reader = ModelReader(
             self.items,
             model=model,
@@ -420,6 +427,7 @@ class BenchmarkProbe(ScheduledProbe):
                 "label_mass": "[n_benchmarks] mean over questions of the summed unnormalised probability of the"
                 " options (chained)",
                 "q_label_mass": "[n_questions] summed unnormalised probability of the question's options",
+                "q_nonfinite": "[n_questions] the model's logits were NaN or +inf on an option (counted as wrong)",
                 **(
                     {
                         "ablation_accuracy": "[n_ablations, n_benchmarks] accuracy with each ablation's instruction",
@@ -471,9 +479,13 @@ class BenchmarkProbe(ScheduledProbe):
         logp = torch.full((n_rows * self.max_options,), float("-inf"), dtype=torch.float64, device=device)
         logp[cell] = scores.logp_seq.double()
         mass = label_mass(logp.view(n_rows, self.max_options), valid)  # [V * Q] float64
+        broken = torch.zeros(n_rows * self.max_options, dtype=torch.bool, device=device)
+        broken[cell] = scores.nonfinite
+        q_broken = broken.view(n_rows, self.max_options).any(dim=1)  # non-finite logits on an option
+        correct = stats.correct & ~q_broken  # a question the model cannot be read on is not answered correctly
         n_bench = len(self.suite)
         n_groups = self.n_variants * n_bench
-        acc_all = grouped_mean(stats.correct, vq_group, n_groups).view(self.n_variants, n_bench)
+        acc_all = grouped_mean(correct, vq_group, n_groups).view(self.n_variants, n_bench)
         conf_all = grouped_mean(stats.confidence(self.confidence), vq_group, n_groups).view(self.n_variants, n_bench)
         mass_all = grouped_mean(mass, vq_group, n_groups).view(self.n_variants, n_bench)
         q = self.n_questions
@@ -484,10 +496,10 @@ class BenchmarkProbe(ScheduledProbe):
             accuracy=accuracy.float(),
             confidence=conf_all[0].float(),
             ece=grouped_expected_calibration_error(
-                stats.p_chosen[:q], stats.correct[:q], q_bench, n_bench, n_bins=self.n_bins, validate=False
+                stats.p_chosen[:q], correct[:q], q_bench, n_bench, n_bins=self.n_bins, validate=False
             ).float(),
             q_pred=stats.pred[:q],
-            q_correct=stats.correct[:q],
+            q_correct=correct[:q],
             q_p_chosen=stats.p_chosen[:q],
             q_p_correct=stats.p_correct[:q],
             chance=chance.float(),
@@ -500,7 +512,8 @@ class BenchmarkProbe(ScheduledProbe):
             ablation_accuracy=acc_all[1:].float() if ablated else None,
             ablation_confidence=conf_all[1:].float() if ablated else None,
             ablation_label_mass=mass_all[1:] if ablated else None,
-            ablation_q_correct=stats.correct[q:].view(self.n_variants - 1, q) if ablated else None,
+            ablation_q_correct=correct[q:].view(self.n_variants - 1, q) if ablated else None,
+            q_nonfinite=q_broken[:q],
         )
 
     def take_reading(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, end: bool) -> BenchmarkReading:
@@ -513,6 +526,10 @@ class BenchmarkProbe(ScheduledProbe):
             {**reading.tensors(), "end_of_stage": torch.tensor(end, device=device)},
             epoch=self.reading_epoch(trainer),
         )
+        if reading.q_nonfinite is not None:
+            self.nonfinite.observe(step, reading.q_nonfinite)
+            if end:
+                self.nonfinite.flush()
         if not end and self.log_scalars and trainer.loggers:
             prefix = f"probes/{self.source}"
             for key in ("accuracy", "confidence", "ece"):

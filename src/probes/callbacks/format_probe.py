@@ -26,6 +26,7 @@ from probes.engine import isolated_eval, tokenize_pairs
 from probes.formats import Format, FormatSpec, LabelSpace, as_format_spec
 from probes.functional.entropy import distribution_summary
 from probes.model_reader import Gather, ModelReader, fsdp2_gathered
+from probes.nonfinite import NonFiniteMonitor
 from probes.sampling import SamplerConfig, sample_texts
 from probes.specs import ProbePair, ProbeSet
 
@@ -89,6 +90,8 @@ class FormatTally:
         # label accuracy against the probe's ``answers`` (LabelSpace, sampled/scored): hits / judged
         self.label_hits: Optional[torch.Tensor] = None
         self.label_judged: Optional[torch.Tensor] = None
+        # scored mode: per prompt, the model's logits were NaN or +inf where a prefix is read
+        self.nonfinite: Optional[torch.Tensor] = None
 
     def add(self, buckets: torch.Tensor, rewards: Optional[torch.Tensor], correct: Optional[torch.Tensor]) -> None:
         one = torch.ones(buckets.shape[0], dtype=torch.float64, device=self.count.device)
@@ -303,6 +306,7 @@ class FormatProbe(ProbeCallback):
         self._last_step = -1
         self._n_records = 0
         self.last_reason = ""
+        self._nonfinite = NonFiniteMonitor(self.state_key, [f"prompt {i}" for i in range(len(self.prompts or ()))])
 
     # --- construction helpers -------------------------------------------------------------------
 
@@ -511,6 +515,7 @@ class FormatProbe(ProbeCallback):
         elif trainer.global_step != self._last_step:
             tally = self.read(pl_module, gather=self.gather_fn(trainer))
             self._finish(trainer, pl_module, tally, step=trainer.global_step, log=False)
+        self._nonfinite.flush()
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -612,6 +617,8 @@ class FormatProbe(ProbeCallback):
         rest = (1.0 - mass.sum(dim=1, keepdim=True)).clamp_min(0.0)
         tally = FormatTally(k + 1, p.device)
         tally.count = torch.cat([mass, rest], dim=1).mean(dim=0)
+        bad = torch.zeros(len(self.prompts), dtype=torch.long, device=p.device)
+        tally.nonfinite = bad.index_add_(0, owner_prompt, scores.nonfinite.long()) > 0
         if self.answers is not None:  # most probable label per prompt (first on ties) against its answer
             answer = torch.tensor(self.answers, device=p.device)
             tally.label_hits = (mass.argmax(dim=1) == answer).sum().to(torch.float64)
@@ -749,6 +756,9 @@ class FormatProbe(ProbeCallback):
             if float(part.sum()) > 0:
                 self._first = (part / part.sum()).detach().clone()
         tensors = self.metrics(tally)
+        if tally.nonfinite is not None:  # scored mode: NaN shares for prompts the model cannot be read on
+            tensors["n_nonfinite"] = tally.nonfinite.sum()
+            self._nonfinite.observe(step, tally.nonfinite)
         collapsed = self._update_collapse(trainer, tensors, step)
         tensors["collapsed"] = torch.tensor(collapsed, device=tensors["dist"].device)
         self._last_step = step
