@@ -175,3 +175,13 @@ def test_every_cell_of_compare_matches_scipy_on_the_logged_values(runs, capsys, 
         assert int(n) == len(conf)
         for method, printed in zip(METHODS, cells):
             assert agrees(printed, conf, acc, method), (stage, level, name, method, printed)
+
+
+def test_compare_at_80_columns_cuts_no_name(runs, capsys, monkeypatch) -> None:
+    """Names fold onto a second line instead of being cut with an ellipsis (two cut benchmark names
+    could look the same)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["compare", *map(str, runs), "--boot", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "…" not in text, text
+    assert max(len(line) for line in text.splitlines()) <= 80

@@ -145,8 +145,9 @@ def report_tables(report: Any) -> list[Any]:
         title=f"Cross-stage transfer {report.source_stage} -> {report.target_stage}:"
         f" r across {len(report.runs)} runs (p, {ci})"
     )
-    transfer.add_column("metric")
-    transfer.add_column("benchmark / category statistic")
+    # names fold onto a second line rather than being cut: cut names can make two rows look the same
+    transfer.add_column("metric", overflow="fold")
+    transfer.add_column("benchmark / category statistic", overflow="fold")
     _method_columns(transfer, methods)
     from probes.analysis.stages import cross_stage_display_rows
 
@@ -160,7 +161,7 @@ def report_tables(report: Any) -> list[Any]:
 
     coherence = Table(title=f"Intra-category coherence: mean pairwise r of benchmarks across runs ({ci})")
     for col in ("stage", "category", "metric", "pairs"):
-        coherence.add_column(col)
+        coherence.add_column(col, overflow="fold")
     _method_columns(coherence, methods)
     for crow in report.coherence:
         pairs = f"{min(crow.n_pairs_defined.values(), default=0)}/{crow.n_pairs}"
@@ -168,7 +169,7 @@ def report_tables(report: Any) -> list[Any]:
 
     alignment = Table(title=f"Calibration alignment: r(confidence, accuracy) across runs (p, {ci})")
     for col in ("stage", "level", "name", "n"):
-        alignment.add_column(col)
+        alignment.add_column(col, overflow="fold")
     _method_columns(alignment, methods)
     for arow in report.alignment:
         n = next(iter(arow.correlations.values())).n

@@ -159,8 +159,12 @@ def fmt_num(x: Any) -> str:
         return "nan"
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
-    if x != 0 and not (1e-3 <= abs(x) < 1e5):
+    if x == 0:
+        return "0"  # -0.0 too
+    if not (1e-3 <= abs(x) < 1e5):
         return f"{x:.3e}"
+    if abs(float(f"{x:.4g}")) >= 1e4:  # 4 significant digits would switch to e-notation here
+        return f"{x:.0f}"
     return f"{x:.4g}"
 
 
