@@ -39,6 +39,7 @@ from probes.analysis import analyze_priming
 from probes.callbacks.ignore_topk import IgnoreTopK
 from probes.callbacks.priming_probe import PrimingProbe
 from probes.demos import ByteTokenizer, GPTConfig, TinyLM, corpus_loader
+from probes.demos.lm import ContinuedLM
 from probes.injection import InjectedLoader
 from probes.learning import LearningSample
 
@@ -70,25 +71,6 @@ QUICK_FACTS = ("banana-yellow", "jam-sweet", "harp-green", "pearl-vermilion")
 # width 48) that learns the corpus in a few seconds
 SMOKE_FACTS = ("banana-yellow", "jam-sweet", "pearl-vermilion")
 SMOKE_CONFIG = GPTConfig(n_layer=2, n_embd=48, n_head=4, block_size=64)
-
-
-class ContinuedLM(TinyLM):
-    """TinyLM resuming from given weights and AdamW state (training continues, new facts arrive)."""
-
-    def __init__(
-        self, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any], lr: float,
-        config: Optional[GPTConfig] = None,
-    ) -> None:
-        super().__init__(config, lr=lr)
-        self.load_state_dict(weights)
-        self._optimizer_state = optimizer_state
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        optimizer = super().configure_optimizers()
-        optimizer.load_state_dict(copy.deepcopy(self._optimizer_state))
-        for group in optimizer.param_groups:
-            group["lr"] = self.lr
-        return optimizer
 
 
 def trainer(steps: int, callbacks: list[pl.Callback]) -> pl.Trainer:

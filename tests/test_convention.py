@@ -256,7 +256,8 @@ def test_boundary_warning_is_once_per_pair_with_readable_tokens() -> None:
     assert len(messages) == 2  # one per affected pair, none for 'ok'
     assert "Pair 'm'" in messages[0] and "[300:'s b', 108:'l', 117:'u', 101:'e']" in messages[0]
     assert "merges the end of the context" in messages[0]
-    assert probe.items[0].target == (300, *map(ord, "lue"))
+    assert probe.items[0].target == (300, *map(ord, "lue"))  # the merged token goes to the keyword
+    assert probe.items[0].context == tuple(map(ord, "the sky i"))
 
 
 def test_context_is_used_as_written_and_a_doubled_separator_is_flagged() -> None:

@@ -210,25 +210,6 @@ def test_nan_probe_does_not_count_minus_inf_logits_as_broken() -> None:
     assert not bool(scores.nonfinite.any()) and math.isfinite(scores.logp_seq.item())
 
 
-def test_ifd_probe_flags_nonfinite_samples() -> None:
-    from probes import IFDProbe
-
-    class HalfNaN(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lm = TinyGPT(CFG)
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            logits = self.lm(ids)
-            poisoned = (ids == ord("Z")).any(dim=1)  # rows that contain a 'Z' diverge
-            return torch.where(poisoned[:, None, None], torch.full_like(logits, float("nan")), logits)
-
-    probe = IFDProbe([("ok", "say hi", "hi"), ("bad", "say Z", "Zed")], ByteTokenizer(), bos_id=10)
-    reading = probe.read(HalfNaN())
-    assert reading.nonfinite.tolist() == [False, True]
-    assert math.isfinite(reading.ifd[0].item()) and math.isnan(reading.ifd[1].item())
-
-
 class _NaNOnZ(nn.Module):
     """Rows that contain a 'Z' byte get NaN logits (a partly diverged model)."""
 
@@ -240,6 +221,15 @@ class _NaNOnZ(nn.Module):
         logits = self.lm(ids)
         poisoned = (ids == ord("Z")).any(dim=1)
         return torch.where(poisoned[:, None, None], torch.full_like(logits, float("nan")), logits)
+
+
+def test_ifd_probe_flags_nonfinite_samples() -> None:
+    from probes import IFDProbe
+
+    probe = IFDProbe([("ok", "say hi", "hi"), ("bad", "say Z", "Zed")], ByteTokenizer(), bos_id=10)
+    reading = probe.read(_NaNOnZ())
+    assert reading.nonfinite.tolist() == [False, True]
+    assert math.isfinite(reading.ifd[0].item()) and math.isnan(reading.ifd[1].item())
 
 
 def test_benchmark_and_scored_format_probes_flag_nonfinite_items() -> None:

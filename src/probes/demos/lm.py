@@ -4,6 +4,7 @@ in seconds, with automatic or manual optimization and optional gradient accumula
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Optional
 
 import lightning.pytorch as pl
@@ -15,7 +16,7 @@ from probes.demos.corpus import WindowDataset, make_corpus
 from probes.demos.tiny_gpt import GPTConfig, TinyGPT
 from probes.demos.tokenizer import ByteTokenizer
 
-__all__ = ["TinyLM", "corpus_loader", "lm_loss"]
+__all__ = ["ContinuedLM", "TinyLM", "corpus_loader", "lm_loss"]
 
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -69,6 +70,26 @@ class TinyLM(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+class ContinuedLM(TinyLM):
+    """A :class:`TinyLM` resuming from given weights and AdamW state, at learning rate ``lr``:
+    training continues and new facts arrive (the priming example and study)."""
+
+    def __init__(
+        self, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any], lr: float,
+        config: Optional[GPTConfig] = None,
+    ) -> None:
+        super().__init__(config, lr=lr)
+        self.load_state_dict(weights)
+        self._optimizer_state = optimizer_state
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        optimizer = super().configure_optimizers()
+        optimizer.load_state_dict(copy.deepcopy(self._optimizer_state))
+        for group in optimizer.param_groups:
+            group["lr"] = self.lr
+        return optimizer
 
 
 def corpus_loader(

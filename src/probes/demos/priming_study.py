@@ -47,7 +47,7 @@ from probes.augment import stepping_stone_text
 from probes.callbacks.ignore_topk import IgnoreTopK
 from probes.callbacks.priming_probe import PrimingProbe
 from probes.demos.corpus import THEMES, Theme, WindowDataset
-from probes.demos.lm import TinyLM
+from probes.demos.lm import ContinuedLM, TinyLM
 from probes.demos.tiny_gpt import GPTConfig
 from probes.demos.tokenizer import ByteTokenizer
 from probes.injection import InjectedLoader
@@ -166,23 +166,6 @@ def _trainer(steps: int, callbacks: list[pl.Callback]) -> pl.Trainer:
     )
 
 
-class _Continued(TinyLM):
-    """TinyLM resuming from given weights and AdamW state."""
-
-    def __init__(self, weights: dict[str, torch.Tensor], opt_state: dict[str, Any], lr: float,
-                 config: Optional[GPTConfig]) -> None:
-        super().__init__(config, lr=lr)
-        self.load_state_dict(weights)
-        self._opt_state = opt_state
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        opt = super().configure_optimizers()
-        opt.load_state_dict(copy.deepcopy(self._opt_state))
-        for group in opt.param_groups:
-            group["lr"] = self.lr
-        return opt
-
-
 def pretrain_study_model(
     steps: int = 600, *, batch_size: int = 16, seed: int = 0, config: Optional[GPTConfig] = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], float]:
@@ -204,7 +187,7 @@ def learn_sample(
     presentations = 10 if variant == "long" else 3
     steps = presentations * every
     pl.seed_everything(seed + 1, verbose=False)
-    model = _Continued(weights, opt_state, lr, config)
+    model = ContinuedLM(weights, opt_state, lr, config)
     corpus = _loader(study_corpus(seed=seed), steps * batch_size, batch_size, seed + 1)
     sample = item.sample
     texts = {sample.name: stepping_stone_text(sample, item.stones)} if variant == "stepping_stones" else None
