@@ -22,11 +22,18 @@ __all__ = ["build_parser", "main"]
 SUBCOMMANDS = ("demo", "summary", "replay", "watch", "export", "plot", "compare")
 
 
+def _version() -> str:
+    from probes import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probes", description="Watch, log, replay and test training dynamics of language models."
     )
     add_debug_argument(parser, default=False)
+    parser.add_argument("--version", action="version", version=f"probes {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"probes.commands.{name}").register(sub)

@@ -32,13 +32,16 @@ __all__ = [
 
 
 class Renderer(Protocol):
-    """What replay and watch drive: ``start`` once, ``update`` per step, ``close`` at the end."""
+    """What replay and watch drive: ``start`` once, ``update`` per step, ``note`` for an event, ``close`` at
+    the end."""
 
     def start(self, title: str) -> None: ...
 
     def update(self, step: int, records: list[Record]) -> None: ...
 
     def close(self, message: str) -> None: ...
+
+    def note(self, message: str) -> None: ...
 
 
 class PlainRenderer:
@@ -67,6 +70,10 @@ class PlainRenderer:
 
     def close(self, message: str) -> None:
         self.out.write(printable(message) + "\n")
+        self.out.flush()
+
+    def note(self, message: str) -> None:
+        self.out.write(f"-- {printable(message)} --\n")
         self.out.flush()
 
 
@@ -104,6 +111,9 @@ class DashboardRenderer:
         self.dashboard.flush()
         self.display.stop(leave=True)
         self.console.print(message)
+
+    def note(self, message: str) -> None:
+        self.dashboard.note = message  # shown inside the display, not printed across it
 
 
 def make_renderer(
@@ -224,6 +234,22 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     if not sources:
         print(f"probes replay: error: {args.run} holds no records", file=sys.stderr)
         return 1
+    steps = sorted({int(t) for s in sources for t in reader.steps(s).tolist()})
+    if args.start is not None or args.stop is not None:
+        lo = args.start if args.start is not None else steps[0]
+        hi = args.stop if args.stop is not None else steps[-1] + 1  # --stop is exclusive
+        if not any(lo <= t < hi for t in steps):
+            where = (
+                f"from step {lo} on" if args.stop is None
+                else f"before step {hi}" if args.start is None
+                else f"in steps [{lo}, {hi})"
+            )
+            print(
+                f"probes replay: error: no records {where}; {args.run} has steps {steps[0]}..{steps[-1]}"
+                f" ({len(steps)} readings)",
+                file=sys.stderr,
+            )
+            return 1
     times = {s: dict(zip(reader.steps(s).tolist(), reader.times(s).tolist())) for s in sources}
     renderer = make_renderer({s: reader.describe(s) for s in sources}, out, plain=args.plain)
     renderer.start(f"replaying {args.run} ({', '.join(sources)}), status {reader.status}")

@@ -6,8 +6,10 @@ import argparse
 import datetime as _dt
 import json
 import sys
+from pathlib import Path
 from typing import Any, Optional, TextIO
 
+from probes.runlog import format as fmt
 from probes.runlog.cli_support import (
     add_run_arguments,
     error_line,
@@ -47,6 +49,9 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     if args.limit < 1:
         print(f"probes summary: error: --limit must be a positive integer, got {args.limit}", file=sys.stderr)
         return 2
+    children = runs_below(args.run)
+    if children is not None:  # a folder of runs, not a run: list them
+        return _list_runs(args, children, out)
     reader = open_for_command(args, "summary")
     if reader is None:
         return 1
@@ -65,6 +70,59 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def runs_below(path: Any, *, depth: int = 2) -> Optional[list[Path]]:
+    """The run directories (folders holding shard files) at most ``depth`` levels below ``path``,
+    sorted; None when ``path`` is itself a run, is not a directory, or holds no runs. Links are not
+    followed."""
+    root = Path(path)
+    if not root.is_dir() or root.is_symlink() or _has_shards(root):
+        return None
+    found: list[Path] = []
+    level = [root]
+    for _ in range(depth):
+        nxt = []
+        for d in level:
+            try:
+                entries = sorted(e for e in d.iterdir() if e.is_dir() and not e.is_symlink())
+            except OSError:
+                continue
+            for e in entries:
+                (found if _has_shards(e) else nxt).append(e)
+        level = nxt
+    return sorted(found) or None
+
+
+def _has_shards(d: Path) -> bool:
+    try:
+        return any(fmt.SHARD_RE.match(e.name) for e in d.iterdir())
+    except OSError:
+        return False
+
+
+def _list_runs(args: argparse.Namespace, runs: list[Path], out: TextIO) -> int:
+    """One line per run below a folder (path, status, last step, records per source)."""
+    from probes.runlog import open_run
+
+    rows: list[dict[str, Any]] = []
+    for path in runs:
+        try:
+            info = open_run(path, strict=False).info
+            rows.append({"run": str(path), "status": info["status"], "last_step": info["last_step"],
+                         "records": dict(info["n_records"])})
+        except (RunLogError, ValueError, OSError) as e:
+            rows.append({"run": str(path), "status": f"unreadable: {e}", "last_step": None, "records": {}})
+    if args.json:
+        out.write(json.dumps(strict_json({"folder": str(args.run), "runs": rows}), indent=2, allow_nan=False) + "\n")
+        return 0
+    out.write(printable(f"{args.run} is a folder of {len(rows)} run(s); summarise one with probes summary RUN:") + "\n")
+    body = [
+        [r["run"], r["status"], r["last_step"], ", ".join(f"{k} {v}" for k, v in r["records"].items()) or "-"]
+        for r in rows
+    ]
+    out.write(table(["run", "status", "last step", "records"], body) + "\n")
     return 0
 
 

@@ -33,6 +33,7 @@ def register(sub: Any) -> None:
         "--timeout", type=float, default=None, metavar="S", help="give up after S seconds without new records"
     )
     p.add_argument("--from-start", action="store_true", help="print the whole run so far, not only the latest step")
+    p.add_argument("--plain", action="store_true", help="text lines instead of the dashboard (default off a terminal)")
     p.set_defaults(func=run)
 
 
@@ -58,7 +59,9 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     if reader is None:
         return 1
     try:
-        return watch(reader, out, interval=args.interval, timeout=args.timeout, from_start=args.from_start)
+        return watch(
+            reader, out, interval=args.interval, timeout=args.timeout, from_start=args.from_start, plain=args.plain
+        )
     except RunLogError as e:
         print(f"probes watch: error: {e}", file=sys.stderr)
         return 1
@@ -72,7 +75,13 @@ def _fork_of(reader: RunReader) -> Optional[int]:
 
 
 def watch(
-    reader: RunReader, out: TextIO, *, interval: float = 1.0, timeout: Optional[float] = None, from_start: bool = False
+    reader: RunReader,
+    out: TextIO,
+    *,
+    interval: float = 1.0,
+    timeout: Optional[float] = None,
+    from_start: bool = False,
+    plain: bool = False,
 ) -> int:
     """Poll ``reader`` and render new records until the viewed timeline reports a final status.
 
@@ -81,7 +90,7 @@ def watch(
         without a new record.
     """
     describes = {s: reader.describe(s) for s in reader.sources()}  # updated in place as sources appear
-    renderer = make_renderer(describes, out)
+    renderer = make_renderer(describes, out, plain=plain)
     renderer.start(f"watching {reader.path} (status {reader.status}; Ctrl-C to stop)")
     shown: dict[str, int] = {}
     if not from_start:  # begin with the latest step of every source
@@ -92,8 +101,9 @@ def watch(
     while True:
         if reader.timeline != tip:
             fork = _fork_of(reader)
-            out.write(f"-- timeline {reader.timeline} resumed after step {fork}; later records are superseded --\n")
-            shown = {s: min(v, fork if fork is not None else -1) for s, v in shown.items()}
+            if fork is not None:  # a resumed timeline; a fresh run's first timeline is no resume
+                renderer.note(f"timeline {reader.timeline} resumed after step {fork}; later records are superseded")
+                shown = {s: min(v, fork) for s, v in shown.items()}
             tip = reader.timeline
         new = False
         sources = reader.sources()
