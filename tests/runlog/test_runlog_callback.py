@@ -106,8 +106,23 @@ def test_second_fit_continues_the_same_log(tmp_path):
 
 def test_refuses_to_mix_a_fresh_run_into_an_existing_log(tmp_path):
     trainer([StepProbe(), RunLog(tmp_path)], max_steps=2).fit(tiny_module(), tiny_loader())
-    with pytest.raises(RunLogError, match="already holds a run log"):
+    with pytest.raises(RunLogError, match="already holds a run log") as err:
         trainer([StepProbe(), RunLog(tmp_path)], max_steps=2).fit(tiny_module(), tiny_loader())
+    # the advice is one a RunLog user can follow (RunLog has no `branch=`)
+    assert "branch=" not in str(err.value) and "new directory" in str(err.value) and "ckpt_path" in str(err.value)
+
+
+def test_sigterm_marks_the_run_interrupted(tmp_path):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    class Terminated(StepProbe):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # type: ignore[no-untyped-def]
+            if trainer.global_step == 2:
+                raise SIGTERMException  # what Lightning's fit loop raises after a SIGTERM
+
+    with pytest.raises(SIGTERMException):
+        trainer([Terminated(), RunLog(tmp_path)], max_steps=5).fit(tiny_module(), tiny_loader())
+    assert open_run(tmp_path).status == "interrupted"
 
 
 def test_only_rank_zero_subscribes(tmp_path):

@@ -15,6 +15,7 @@ from typing_extensions import override
 from probes.callbacks.base import ProbeCallback
 from probes.records import Record
 from probes.runlog import Branch, RunReader, RunWriter, ShardInfo, open_run
+from probes.runlog.errors import RunLogError
 from probes.runlog.format import MAX_HEADER_BYTES, parse_shard_name
 from probes.runlog.writer import DEFAULT_MAX_HELD_BYTES
 
@@ -166,18 +167,28 @@ class RunLog(Callback):
             info.setdefault("world_size", trainer.world_size)
             info.setdefault("max_steps", trainer.max_steps)
             info.setdefault("opened_at_step", step)
-        self.writer = RunWriter(
-            self.dirpath,
-            branch=branch,
-            flush_every_n=self.flush_every_n,
-            flush_every_s=self.flush_every_s,
-            run_info=info,
-            background=self.background,
-            on_flush=self.on_flush,
-            on_error=self.on_error,
-            max_held_bytes=self.max_held_bytes,
-            max_header_bytes=self.max_header_bytes,
-        )
+        try:
+            self.writer = RunWriter(
+                self.dirpath,
+                branch=branch,
+                flush_every_n=self.flush_every_n,
+                flush_every_s=self.flush_every_s,
+                run_info=info,
+                background=self.background,
+                on_flush=self.on_flush,
+                on_error=self.on_error,
+                max_held_bytes=self.max_held_bytes,
+                max_header_bytes=self.max_header_bytes,
+            )
+        except RunLogError as err:
+            if branch is None and "already holds a run log" in str(err):
+                raise RunLogError(  # the writer's advice (branch=...) is for RunWriter users
+                    f"RunLog: {self.dirpath} already holds a run log from another run. Give RunLog a new"
+                    " directory (e.g. one per run: RunLog(f'runs/exp-{time.strftime(\"%Y%m%d-%H%M%S\")}')), or"
+                    " resume the run that wrote it from its checkpoint (trainer.fit(..., ckpt_path=...)), which"
+                    " continues this log as a new timeline."
+                ) from None
+            raise
         for source, describe in self._describes.items():
             self.writer.register_source(source, describe)
         self._timeline = self.writer.timeline
@@ -233,7 +244,8 @@ class RunLog(Callback):
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        # Ctrl-C, and SIGTERM (Lightning raises SIGTERMException, a SystemExit) stop a run; errors fail it
+        status = "interrupted" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "failed"
         try:
             self._close(status)
         except Exception as e:  # never mask the training error
