@@ -531,6 +531,27 @@ class RunReader:
         raw, dtype = self._gather(source, metric, idx, i0, i1)
         return idx.steps[i0:i1].copy(), fmt.to_public(raw, dtype)
 
+    def read_labelled(
+        self, name: str, *, start: Optional[int] = None, stop: Optional[int] = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Steps and ``{pair / sample / format name: values}`` of one metric
+        (:func:`probes.runlog.views.read_labelled`)."""
+        from probes.runlog.views import read_labelled
+
+        return read_labelled(self, name, start=start, stop=stop)
+
+    def frame(self, source: str, metrics: Optional[list[str]] = None) -> Any:
+        """A pandas DataFrame of ``source`` with (metric, element) columns (needs pandas;
+        :func:`probes.runlog.views.frame`)."""
+        from probes.runlog.views import frame
+
+        return frame(self, source, metrics)
+
+    def _repr_html_(self) -> str:
+        from probes.runlog.views import run_html
+
+        return run_html(self)
+
     def read_many(
         self, prefix: str = "", *, start: Optional[int] = None, stop: Optional[int] = None
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
