@@ -133,6 +133,32 @@ class ProbeCallback(Callback):
                 raise ValueError(f"{self.state_key}: {err}") from err.__cause__
 
     @staticmethod
+    def items_to_log(log_items: object) -> int:
+        """How many items ``log_items`` sends to the loggers: 0 (off), 64 for True, or the int given.
+
+        Raises:
+            ValueError: anything but a bool or an int >= 0.
+        """
+        if isinstance(log_items, bool):
+            return 64 if log_items else 0
+        if isinstance(log_items, int) and log_items >= 0:
+            return log_items
+        raise ValueError(
+            f"Expected `log_items` to be a bool or an int >= 0 (how many items to log), got {log_items!r}."
+        )
+
+    def log_items(
+        self, pl_module: pl.LightningModule, family: str, names: list[str], values: torch.Tensor, cap: int
+    ) -> None:
+        """Log ``values[i]`` as ``probes/<source>/<family>/<names[i]>`` for the first ``cap`` items
+        (one unit per family; a ``/`` in a name becomes ``_`` so it does not nest the tag)."""
+        if cap <= 0:
+            return
+        for i, name in enumerate(names[:cap]):
+            tag = f"probes/{self.source}/{family}/{name.replace('/', '_')}"
+            pl_module.log(tag, values[i].float(), on_step=True, on_epoch=False, batch_size=1)
+
+    @staticmethod
     def reading_epoch(trainer: pl.Trainer) -> int:
         """The epoch of the weights being read: the last epoch that started.
 

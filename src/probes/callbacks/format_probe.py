@@ -201,6 +201,8 @@ class FormatProbe(ProbeCallback):
         collapse: the :class:`~probes.collapse.CollapseCriterion`, or None to switch detection off.
         on_collapse: ``"warn"``, ``"stop"`` or ``"raise"``.
         log_scalars: also log a few scalars through the Trainer's loggers.
+        log_items: also log every bucket's share (``probes/<name>/share/<format>``, ``other``
+            included) through the loggers: True for up to 64 buckets, or an int cap.
 
     Raises:
         ValueError: invalid arguments for the mode (named in the message), e.g. scored mode with a
@@ -242,6 +244,7 @@ class FormatProbe(ProbeCallback):
         collapse: Optional[CollapseCriterion] = CollapseCriterion(),  # noqa: B008 (frozen dataclass)
         on_collapse: Literal["warn", "stop", "raise"] = "warn",
         log_scalars: bool = True,
+        log_items: bool | int = False,
     ) -> None:
         super().__init__(name)
         if mode not in ("rollout", "sampled", "scored"):
@@ -264,6 +267,7 @@ class FormatProbe(ProbeCallback):
         self.criterion = collapse
         self.on_collapse = on_collapse
         self.log_scalars = log_scalars
+        self._item_cap = self.items_to_log(log_items)
         self.completions_key = completions_key
         self.rewards_key = rewards_key
         self.correct_key = correct_key
@@ -768,6 +772,8 @@ class FormatProbe(ProbeCallback):
             prefix = f"probes/{self.source}"
             for key in ("norm_entropy", "dominant_share", "unclassified"):
                 pl_module.log(f"{prefix}/{key}", tensors[key], on_step=True, on_epoch=False, batch_size=1)
+            names = [f.name for f in self.spec.formats] + [self.spec.other]
+            self.log_items(pl_module, "share", names, tensors["dist"], self._item_cap)
 
     def _update_collapse(self, trainer: pl.Trainer, tensors: Mapping[str, torch.Tensor], step: int) -> bool:
         if self.criterion is None:

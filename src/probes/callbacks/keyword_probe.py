@@ -59,6 +59,9 @@ class KeywordProbe(ScheduledProbe):
             leading context tokens with a warning.
         token_budget: maximum padded tokens per forward micro-batch.
         log_scalars: also log a few summary scalars through the Trainer's loggers.
+        log_items: also log every pair's ``p_first`` and ``log10_p_seq`` through the loggers, as
+            ``probes/<name>/p_first/<pair>`` and ``probes/<name>/log10_p_seq/<pair>``: True for up
+            to 64 pairs, or an int cap (the run log always has every pair).
         threshold: probability under which a pair counts as surprising in the summary scalars.
 
     Raises:
@@ -87,6 +90,7 @@ class KeywordProbe(ScheduledProbe):
         token_budget: int = 16384,
         log_scalars: bool = True,
         threshold: float = 1e-3,
+        log_items: bool | int = False,
     ) -> None:
         super().__init__(name, every_n_steps)
         if not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
@@ -104,6 +108,7 @@ class KeywordProbe(ScheduledProbe):
         )
         self.log_scalars = log_scalars
         self.threshold = float(threshold)
+        self._item_cap = self.items_to_log(log_items)
         self.nonfinite = NonFiniteMonitor(self.state_key, self.probe_set.names)
 
     @override
@@ -159,6 +164,9 @@ class KeywordProbe(ScheduledProbe):
                 batch_size=1,
             )
             pl_module.log(f"{prefix}/mean_logp_seq", scores.logp_seq.mean(), on_step=True, on_epoch=False, batch_size=1)
+            self.log_items(pl_module, "p_first", self.probe_set.names, scores.p_first, self._item_cap)
+            log10_p_seq = scores.logp_seq / math.log(10)
+            self.log_items(pl_module, "log10_p_seq", self.probe_set.names, log10_p_seq, self._item_cap)
             pl_module.log(
                 f"{prefix}/frac_below_threshold",
                 (scores.p_first < self.threshold).float().mean(),

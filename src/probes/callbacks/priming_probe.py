@@ -111,6 +111,8 @@ class PrimingProbe(ProbeCallback):
         vocab_size, max_positions, truncation, token_budget: as for
             :class:`~probes.callbacks.KeywordProbe`.
         log_scalars: also log ``mean_log10_s_mem`` and ``mean_log10_s_prime`` through the loggers.
+        log_items: also log every sample's ``log10_s_mem`` and ``log10_s_prime`` through the loggers
+            (``probes/<name>/log10_s_prime/<sample>``): True for up to 64 samples, or an int cap.
 
     Raises:
         ValueError: invalid samples or arguments (named in the message).
@@ -147,6 +149,7 @@ class PrimingProbe(ProbeCallback):
         truncation: Literal["error", "left"] = "error",
         token_budget: int = 16384,
         log_scalars: bool = True,
+        log_items: bool | int = False,
     ) -> None:
         super().__init__(name)
         if score not in ("seq", "first"):
@@ -178,6 +181,7 @@ class PrimingProbe(ProbeCallback):
         self.pad_id = pad_id
         self.separator = separator
         self.log_scalars = log_scalars
+        self._item_cap = self.items_to_log(log_items)
         self.tokens = tokenize_samples(
             self.samples, as_encoder(tokenizer), separator=separator, bos_id=bos_id,
             match_context_tokens=match_context_tokens,
@@ -380,6 +384,7 @@ class PrimingProbe(ProbeCallback):
             for metric in ("log10_s_mem", "log10_s_prime"):
                 pl_module.log(f"{prefix}/mean_{metric}", torch.nanmean(ordered[metric]).float(),
                               on_step=True, on_epoch=False, batch_size=1)
+                self.log_items(pl_module, metric, self.names, ordered[metric], self._item_cap)
 
     def _baseline_due(self, step: int) -> bool:
         if self.baseline != "first_exposure":
