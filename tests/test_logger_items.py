@@ -50,3 +50,29 @@ def test_csv_logger_holds_per_item_columns(tmp_path) -> None:  # type: ignore[no
 def test_log_items_is_validated() -> None:
     with pytest.raises(ValueError, match="log_items"):
         KeywordProbe(PAIRS, ByteTokenizer(), log_items=-1)
+
+
+def test_export_tensorboard_writes_every_element(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from probes.cli import main
+    from probes.records import Record
+    from probes.runlog import RunWriter
+
+    pairs = [{"name": "sky", "context": "c", "keyword": "k", "group": ""},
+             {"name": "a/b", "context": "c", "keyword": "k", "group": ""}]
+    with RunWriter(tmp_path / "run", flush_every_n=2) as w:
+        w.register_source("keyword", {"type": "KeywordProbe", "probe_set": {"pairs": pairs}})
+        for s in range(0, 10, 3):
+            w.write(Record(s, "keyword", {"p_first": torch.tensor([0.01 * s, 0.5]), "rank": torch.tensor([s, 2])}))
+    assert main(["export", str(tmp_path / "run"), "--tensorboard", str(tmp_path / "tb")]) == 0
+    assert "wrote 4 scalar tags" in capsys.readouterr().out
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert sorted(acc.Tags()["scalars"]) == ["keyword/p_first/a_b", "keyword/p_first/sky", "keyword/rank/a_b",
+                                             "keyword/rank/sky"]
+    sky = acc.Scalars("keyword/p_first/sky")
+    assert [e.step for e in sky] == [0, 3, 6, 9]
+    assert [e.value for e in sky] == pytest.approx([0.0, 0.03, 0.06, 0.09], rel=1e-6)
+    assert [e.value for e in acc.Scalars("keyword/rank/a_b")] == [2, 2, 2, 2]

@@ -1,4 +1,5 @@
-"""``probes export RUN --csv DIR``: one CSV file per source, one row per step."""
+"""``probes export RUN --csv DIR``: one CSV file per source, one row per step; ``--tensorboard DIR``:
+TensorBoard event files, one scalar tag per metric element."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ from probes.runlog.errors import RunLogError
 from probes.runlog.labels import element_labels, safe_file_stem
 from probes.runlog.reader import RunReader
 
-__all__ = ["export_csv", "register", "run"]
+__all__ = ["export_csv", "export_tensorboard", "register", "run"]
 
 
 def register(sub: Any) -> None:
     """Add the ``export`` subcommand to the ``probes`` parser's subparsers."""
     p = sub.add_parser(
         "export",
-        help="write a run log as CSV",
+        help="write a run log as CSV or TensorBoard event files",
         description="Write DIR/<source>.csv for every source (characters other than letters, digits and ._-"
         " in a source name become _ in the file name): columns step, epoch, time, then one column per"
         " metric element, named metric[label] after the probe's pairs, samples or formats. Floats are written"
@@ -30,7 +31,13 @@ def register(sub: Any) -> None:
         " be read.",
     )
     add_run_arguments(p)
-    p.add_argument("--csv", type=Path, required=True, metavar="DIR", help="directory for the CSV files")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--csv", type=Path, metavar="DIR", help="directory for the CSV files")
+    where.add_argument(
+        "--tensorboard", type=Path, metavar="DIR",
+        help="write TensorBoard event files instead: one scalar tag per element, source/metric/label"
+        " (needs the tensorboard package)",
+    )
     p.add_argument("--source", action="append", default=None, metavar="NAME", help="only this source (repeatable)")
     p.add_argument("--prefix", default="", metavar="P", help="only metrics whose 'source/name' starts with P")
     p.add_argument("--start", type=int, default=None, metavar="STEP", help="first step")
@@ -47,6 +54,8 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     sources = select_sources(args, reader, "export")
     if sources is None:
         return 1
+    if args.tensorboard is not None:
+        return _run_tensorboard(args, reader, sources, out)
     if args.csv.exists() and not args.csv.is_dir():
         print(printable(f"probes export: error: --csv {args.csv} exists and is not a directory"), file=sys.stderr)
         return 1
@@ -72,6 +81,63 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         )
         return 1
     return 0
+
+
+def _run_tensorboard(args: argparse.Namespace, reader: RunReader, sources: list[str], out: TextIO) -> int:
+    try:
+        n = export_tensorboard(reader, args.tensorboard, sources, prefix=args.prefix, start=args.start, stop=args.stop)
+    except ImportError as e:
+        print(f"probes export: error: {e}", file=sys.stderr)
+        return 1
+    except (RunLogError, ValueError, OSError) as e:
+        if getattr(args, "debug", False):
+            raise
+        print(error_line("export", e), file=sys.stderr)
+        return 1
+    if not n:
+        print(printable(f"probes export: error: nothing matched in {args.run}"), file=sys.stderr)
+        return 1
+    out.write(printable(f"wrote {n} scalar tags to {args.tensorboard}") + "\n")
+    return 0
+
+
+def export_tensorboard(
+    reader: RunReader,
+    logdir: Path,
+    sources: list[str],
+    *,
+    prefix: str = "",
+    start: Optional[int] = None,
+    stop: Optional[int] = None,
+) -> int:
+    """Write the sources as TensorBoard scalars, one tag per metric element
+    (``source/metric/label``; ``source/metric`` for a scalar metric), at the recorded steps and
+    wall times. Returns the number of tags written.
+
+    Raises:
+        ImportError: the tensorboard package is missing (the message says how to install it).
+    """
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard") from err
+    tags = 0
+    writer = SummaryWriter(log_dir=str(logdir))
+    try:
+        for source in sources:
+            times_all = dict(zip(reader.steps(source).tolist(), reader.times(source).tolist()))
+            for name in (n for n in reader.metrics(f"{source}/") if n.startswith(prefix)):
+                steps, cols = reader.read_labelled(name, start=start, stop=stop)
+                if not cols or next(iter(cols.values())).dtype.kind not in "biuf":
+                    continue
+                for label, values in cols.items():
+                    tag = name if label == "" else f"{name}/{label.replace('/', '_')}"
+                    for step, value in zip(steps.tolist(), values.astype(np.float64).tolist()):
+                        writer.add_scalar(tag, value, global_step=step, walltime=times_all.get(step))
+                    tags += 1
+    finally:
+        writer.close()
+    return tags
 
 
 def export_csv(
