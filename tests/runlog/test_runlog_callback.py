@@ -109,7 +109,8 @@ def test_refuses_to_mix_a_fresh_run_into_an_existing_log(tmp_path):
     with pytest.raises(RunLogError, match="already holds a run log") as err:
         trainer([StepProbe(), RunLog(tmp_path)], max_steps=2).fit(tiny_module(), tiny_loader())
     # the advice is one a RunLog user can follow (RunLog has no `branch=`)
-    assert "branch=" not in str(err.value) and "new directory" in str(err.value) and "ckpt_path" in str(err.value)
+    message = str(err.value)
+    assert "branch=" not in message and "version='auto'" in message and "ckpt_path" in message
 
 
 def test_sigterm_marks_the_run_interrupted(tmp_path):
@@ -142,3 +143,18 @@ def test_arguments_are_validated(tmp_path):
     a, b = RunLog(tmp_path / "a"), RunLog(tmp_path / "b")
     with pytest.raises(ValueError, match="Two RunLog callbacks share the name 'runlog'"):
         a.setup(types.SimpleNamespace(is_global_zero=True, callbacks=[a, b]), None, "fit")  # type: ignore[arg-type]
+
+
+def test_version_auto_numbers_runs_and_a_resume_keeps_its_directory(tmp_path):
+    first = RunLog(tmp_path, version="auto")
+    trainer([StepProbe(), first], max_steps=2).fit(tiny_module(), tiny_loader())
+    second = RunLog(tmp_path, version="auto")  # re-running the script: no collision
+    trainer([StepProbe(), second], max_steps=3).fit(tiny_module(), tiny_loader())
+    assert first.dirpath == tmp_path / "version_0" and second.dirpath == tmp_path / "version_1"
+    assert open_run(tmp_path / "version_0").last_step() == 2 and open_run(tmp_path / "version_1").last_step() == 3
+    resumed = RunLog(tmp_path, version="auto")
+    resumed.load_state_dict(first.state_dict())  # what resuming from first's checkpoint does
+    assert resumed.dirpath == tmp_path / "version_0"
+    assert RunLog(tmp_path, version=7).dirpath == tmp_path / "version_7"
+    with pytest.raises(ValueError, match="version"):
+        RunLog(tmp_path, version="latest")

@@ -41,6 +41,10 @@ class RunLog(Callback):
 
     Args:
         dirpath: the run directory. A fresh (not resumed) run needs an empty or missing one.
+        version: None (default): log to ``dirpath`` itself. ``"auto"``: log to
+            ``dirpath/version_N`` with the next free N, as Lightning's loggers do, so re-running a
+            script never collides with an earlier run (a resumed run continues the directory its
+            checkpoint names). An int N: ``dirpath/version_N``.
         name: distinguishes two RunLog callbacks in one Trainer (part of ``state_key``).
         flush_every_n: flush after this many buffered records (all probes together).
         flush_every_s: flush when the oldest buffered record is this many seconds old; None to
@@ -74,6 +78,7 @@ class RunLog(Callback):
         self,
         dirpath: os.PathLike[str] | str,
         *,
+        version: Optional[int | str] = None,
         name: str = "runlog",
         flush_every_n: int = 4096,
         flush_every_s: Optional[float] = 30.0,
@@ -96,7 +101,14 @@ class RunLog(Callback):
             raise ValueError(f"Expected `flush_every_s` to be a positive number or None, got {flush_every_s!r}.")
         if run_info is not None and not isinstance(run_info, Mapping):
             raise ValueError(f"Expected `run_info` to be a mapping or None, got {type(run_info).__name__}.")
-        self.dirpath = Path(dirpath)
+        if version is not None and version != "auto" and not (
+            isinstance(version, int) and not isinstance(version, bool) and version >= 0
+        ):
+            raise ValueError(f"Expected `version` to be None, 'auto' or an int >= 0, got {version!r}.")
+        self.root = Path(dirpath)
+        self.version = version
+        self._auto_pending = version == "auto"
+        self.dirpath = self.root if version in (None, "auto") else self.root / f"version_{version}"
         self.name = name
         self.flush_every_n = flush_every_n
         self.flush_every_s = flush_every_s
@@ -146,6 +158,7 @@ class RunLog(Callback):
 
     # ------------------------------------------------------------------ opening and closing
     def _open(self) -> RunWriter:
+        self._resolve_version()
         branch: Optional[Branch] = None
         trainer = self._trainer
         step = trainer.global_step if trainer is not None else 0
@@ -183,10 +196,10 @@ class RunLog(Callback):
         except RunLogError as err:
             if branch is None and "already holds a run log" in str(err):
                 raise RunLogError(  # the writer's advice (branch=...) is for RunWriter users
-                    f"RunLog: {self.dirpath} already holds a run log from another run. Give RunLog a new"
-                    " directory (e.g. one per run: RunLog(f'runs/exp-{time.strftime(\"%Y%m%d-%H%M%S\")}')), or"
-                    " resume the run that wrote it from its checkpoint (trainer.fit(..., ckpt_path=...)), which"
-                    " continues this log as a new timeline."
+                    f"RunLog: {self.dirpath} already holds a run log from another run. Pass version='auto'"
+                    " (each run gets the next DIR/version_N) or give RunLog a new directory, or resume the run"
+                    " that wrote it from its checkpoint (trainer.fit(..., ckpt_path=...)), which continues this"
+                    " log as a new timeline."
                 ) from None
             raise
         for source, describe in self._describes.items():
@@ -218,6 +231,19 @@ class RunLog(Callback):
             rank_zero_warn("RunLog found no probe callbacks in trainer.callbacks; nothing will be logged.")
         for probe in probes:
             probe.subscribe(self)
+
+    def _resolve_version(self) -> None:
+        """``version="auto"``: the next free ``version_N`` under ``root`` (once per callback)."""
+        if not self._auto_pending:
+            return
+        taken = []
+        if self.root.is_dir():
+            for entry in self.root.iterdir():
+                suffix = entry.name.removeprefix("version_")
+                if entry.name.startswith("version_") and suffix.isdigit() and entry.is_dir():
+                    taken.append(int(suffix))
+        self.dirpath = self.root / f"version_{max(taken, default=-1) + 1}"
+        self._auto_pending = False
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -276,7 +302,10 @@ class RunLog(Callback):
             "last_step": int(state_dict.get("last_step", -1)),
         }
         saved = state_dict.get("dirpath")
-        if saved and Path(saved).resolve() != self.dirpath.resolve():
+        if saved and self._auto_pending and Path(saved).resolve().parent == self.root.resolve():
+            self.dirpath = Path(saved)  # a resumed run continues its own version directory
+            self._auto_pending = False
+        elif saved and Path(saved).resolve() != self.dirpath.resolve():
             rank_zero_warn(
                 f"RunLog: the checkpoint was written while logging to {saved}; this session logs to {self.dirpath}."
             )
