@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from probes.adapters import Encoder
-from probes.functional.scoring import target_ranks
+from probes.functional.scoring import checked_target_logprobs, target_ranks
 from probes.specs import ProbeSet
 from probes.tokenization import (
     Affixes,
@@ -348,12 +348,9 @@ class ScoringPlan:
                 )
             if not self._validated_vocab:
                 self.validate_vocab(int(logits.shape[-1]))
-            picked = logits[t["tok_row"], t["tok_pos"]].float()  # [N_tok, V]
-            lse = torch.logsumexp(picked, dim=1)
-            target = picked.gather(1, t["tok_id"].unsqueeze(1)).squeeze(1)
-            lp = (target - lse).double()  # [N_tok]
-            # NaN or +inf anywhere in the row makes the normaliser non-finite; a NaN target too
-            broken = ~torch.isfinite(lse) | torch.isnan(target)
+            picked = logits[t["tok_row"], t["tok_pos"]]  # [N_tok, V]
+            lp32, broken = checked_target_logprobs(picked, t["tok_id"])
+            lp = lp32.double()  # [N_tok]; summed per item in float64
             logp_seq.index_add_(0, t["tok_item"], lp)
             bad.index_add_(0, t["tok_item"], broken.long())
             logp_first[t["first_item"]] = lp[t["first_tok"]]

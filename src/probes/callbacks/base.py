@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
+from probes.model_reader import ModelReader
 from probes.records import Record, RecordSink
 
 __all__ = ["REFUSED_STRATEGIES", "ProbeCallback"]
@@ -123,8 +124,6 @@ class ProbeCallback(Callback):
         """Dry-run the probe's forward once (isolated, one row) before the first training step, so
         a model that does not take the probe's inputs fails now with a message naming ``model=``
         and ``logits_fn=``, not inside the first optimizer step."""
-        from probes.model_reader import ModelReader
-
         reader = getattr(self, "reader", None)
         if isinstance(reader, ModelReader):
             try:

@@ -15,7 +15,7 @@ from typing_extensions import override
 from probes.callbacks.base import ProbeCallback
 from probes.records import Record
 from probes.runlog import Branch, RunReader, RunWriter, ShardInfo, open_run
-from probes.runlog.errors import RunLogError
+from probes.runlog.errors import ExistingRunError
 from probes.runlog.format import MAX_HEADER_BYTES, parse_shard_name
 from probes.runlog.writer import DEFAULT_MAX_HELD_BYTES
 
@@ -193,15 +193,13 @@ class RunLog(Callback):
                 max_held_bytes=self.max_held_bytes,
                 max_header_bytes=self.max_header_bytes,
             )
-        except RunLogError as err:
-            if branch is None and "already holds a run log" in str(err):
-                raise RunLogError(  # the writer's advice (branch=...) is for RunWriter users
-                    f"RunLog: {self.dirpath} already holds a run log from another run. Pass version='auto'"
-                    " (each run gets the next DIR/version_N) or give RunLog a new directory, or resume the run"
-                    " that wrote it from its checkpoint (trainer.fit(..., ckpt_path=...)), which continues this"
-                    " log as a new timeline."
-                ) from None
-            raise
+        except ExistingRunError:
+            raise ExistingRunError(  # the writer's advice (branch=...) is for RunWriter users
+                f"RunLog: {self.dirpath} already holds a run log from another run. Pass version='auto'"
+                " (each run gets the next DIR/version_N) or give RunLog a new directory, or resume the run"
+                " that wrote it from its checkpoint (trainer.fit(..., ckpt_path=...)), which continues this"
+                " log as a new timeline."
+            ) from None
         for source, describe in self._describes.items():
             self.writer.register_source(source, describe)
         self._timeline = self.writer.timeline

@@ -54,21 +54,21 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     sources = select_sources(args, reader, "export")
     if sources is None:
         return 1
-    if args.tensorboard is not None:
-        return _run_tensorboard(args, reader, sources, out)
-    if args.csv.exists() and not args.csv.is_dir():
+    if args.tensorboard is None and args.csv.exists() and not args.csv.is_dir():
         print(printable(f"probes export: error: --csv {args.csv} exists and is not a directory"), file=sys.stderr)
         return 1
     try:
-        args.csv.mkdir(parents=True, exist_ok=True)
-        written = 0
-        taken: set[str] = set()
-        for source in sources:
-            path = args.csv / f"{safe_file_stem(source, taken)}.csv"
-            n_rows, n_cols = export_csv(reader, source, path, prefix=args.prefix, start=args.start, stop=args.stop)
-            if n_cols is not None:
-                out.write(printable(f"wrote {path}: {n_rows} rows x {n_cols} columns") + "\n")
-                written += 1
+        if args.tensorboard is not None:
+            written = export_tensorboard(
+                reader, args.tensorboard, sources, prefix=args.prefix, start=args.start, stop=args.stop
+            )
+            if written:
+                out.write(printable(f"wrote {written} scalar tags to {args.tensorboard}") + "\n")
+        else:
+            written = _export_csv_files(args, reader, sources, out)
+    except ImportError as e:  # --tensorboard without the tensorboard package
+        print(f"probes export: error: {e}", file=sys.stderr)
+        return 1
     except (RunLogError, ValueError, OSError) as e:
         if getattr(args, "debug", False):
             raise
@@ -83,22 +83,18 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     return 0
 
 
-def _run_tensorboard(args: argparse.Namespace, reader: RunReader, sources: list[str], out: TextIO) -> int:
-    try:
-        n = export_tensorboard(reader, args.tensorboard, sources, prefix=args.prefix, start=args.start, stop=args.stop)
-    except ImportError as e:
-        print(f"probes export: error: {e}", file=sys.stderr)
-        return 1
-    except (RunLogError, ValueError, OSError) as e:
-        if getattr(args, "debug", False):
-            raise
-        print(error_line("export", e), file=sys.stderr)
-        return 1
-    if not n:
-        print(printable(f"probes export: error: nothing matched in {args.run}"), file=sys.stderr)
-        return 1
-    out.write(printable(f"wrote {n} scalar tags to {args.tensorboard}") + "\n")
-    return 0
+def _export_csv_files(args: argparse.Namespace, reader: RunReader, sources: list[str], out: TextIO) -> int:
+    """One CSV file per source under ``args.csv``; returns how many were written."""
+    args.csv.mkdir(parents=True, exist_ok=True)
+    written = 0
+    taken: set[str] = set()
+    for source in sources:
+        path = args.csv / f"{safe_file_stem(source, taken)}.csv"
+        n_rows, n_cols = export_csv(reader, source, path, prefix=args.prefix, start=args.start, stop=args.stop)
+        if n_cols is not None:
+            out.write(printable(f"wrote {path}: {n_rows} rows x {n_cols} columns") + "\n")
+            written += 1
+    return written
 
 
 def export_tensorboard(

@@ -234,8 +234,8 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     if not sources:
         print(f"probes replay: error: {args.run} holds no records", file=sys.stderr)
         return 1
-    steps = sorted({int(t) for s in sources for t in reader.steps(s).tolist()})
     if args.start is not None or args.stop is not None:
+        steps = sorted({int(t) for s in sources for t in reader.steps(s).tolist()})
         lo = args.start if args.start is not None else steps[0]
         hi = args.stop if args.stop is not None else steps[-1] + 1  # --stop is exclusive
         if not any(lo <= t < hi for t in steps):

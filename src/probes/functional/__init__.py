@@ -17,10 +17,11 @@ from probes.functional.entropy import (
 )
 from probes.functional.exposure import count_occurrences
 from probes.functional.priming import PrimingScores, group_logmeanexp, priming_scores
-from probes.functional.scoring import target_logprobs, target_ranks
+from probes.functional.scoring import checked_target_logprobs, target_logprobs, target_ranks
 
 __all__ = [
     "PrimingScores",
+    "checked_target_logprobs",
     "choice_stats",
     "count_occurrences",
     "distribution_summary",

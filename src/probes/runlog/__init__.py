@@ -6,6 +6,7 @@ with :func:`open_run`. The format is described in ``docs/runlog.md``.
 
 from probes.runlog.errors import (
     CorruptShardError,
+    ExistingRunError,
     InvalidRecordError,
     RecordsLostError,
     RunLogError,
@@ -23,6 +24,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Branch",
     "CorruptShardError",
+    "ExistingRunError",
     "InvalidRecordError",
     "RecordsLostError",
     "RunLogError",

@@ -7,6 +7,7 @@ from typing import Union
 
 __all__ = [
     "CorruptShardError",
+    "ExistingRunError",
     "InvalidRecordError",
     "RecordsLostError",
     "RunLogError",
@@ -21,6 +22,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 class RunLogError(Exception):
     """Base class of every run-log error: bad arguments, a locked or foreign directory, a schema
     mismatch between shards, reading a closed writer."""
+
+
+class ExistingRunError(RunLogError):
+    """A fresh (not branching) writer was pointed at a directory that already holds a run log."""
 
 
 class CorruptShardError(RunLogError):

@@ -33,7 +33,7 @@ import torch
 from probes.records import Record
 from probes.runlog import format as fmt
 from probes.runlog.encode import Block, Job, header_estimate, json_size
-from probes.runlog.errors import RunLogError
+from probes.runlog.errors import ExistingRunError, RunLogError
 from probes.runlog.faults import ON_ERROR, Outbox
 from probes.runlog.files import DirLock
 from probes.runlog.lineage import Branch
@@ -193,7 +193,7 @@ class RunWriter:
                     except (IsADirectoryError, PermissionError, FileNotFoundError, OSError):
                         pass
             if existing and branch is None:
-                raise RunLogError(
+                raise ExistingRunError(
                     f"{self.path} already holds a run log ({len(existing)} shards). To continue it pass"
                     " branch=open_run(path).tip() (or the Branch of the checkpoint you resume from);"
                     " to start a new run use a new directory."
