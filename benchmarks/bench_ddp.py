@@ -93,8 +93,8 @@ def _worker(out: Path, steps: int, configs: list[tuple[int, int, str]]) -> None:
     from lightning.pytorch.strategies import DDPStrategy
 
     from probes import KeywordProbe
+    from probes.core.isolation import isolated_eval
     from probes.demos import ByteTokenizer, TinyLM, corpus_loader
-    from probes.engine import isolated_eval
 
     warnings.filterwarnings("ignore")
 

@@ -27,10 +27,10 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from probes.callbacks.format_probe import FormatProbe
+from probes.callbacks import FormatProbe
 from probes.demos import ByteTokenizer
 from probes.demos.rl import ARITHMETIC_FORMATS, ArithmeticTask, pretrain_policy
-from probes.sampling import SamplerConfig
+from probes.formats.sampling import SamplerConfig
 
 TOLERANCE = 0.02
 

@@ -51,7 +51,7 @@ def metric_names(n: int = N_METRICS) -> list[str]:
 
 # ---------------------------------------------------------------------------------------- run log
 def runlog_write(path: Path, data: np.ndarray) -> float:
-    from probes.records import Record
+    from probes.core.records import Record
     from probes.runlog import RunWriter
 
     names = metric_names(data.shape[1])

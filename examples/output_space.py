@@ -54,8 +54,8 @@ import torch
 from scipy import stats
 from torch.utils.data import DataLoader, Dataset
 
-from probes.benchmarks_spec import Benchmark
-from probes.callbacks.benchmark_probe import BenchmarkProbe
+from probes.callbacks import BenchmarkProbe
+from probes.choice.spec import Benchmark
 from probes.demos import ByteTokenizer, GPTConfig, TinyLM
 from probes.runlog import RunWriter, open_run
 

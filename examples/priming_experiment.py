@@ -36,12 +36,12 @@ import lightning.pytorch as pl
 import torch
 
 from probes.analysis import analyze_priming
+from probes.callbacks import PrimingProbe
 from probes.callbacks.ignore_topk import IgnoreTopK
-from probes.callbacks.priming_probe import PrimingProbe
 from probes.demos import ByteTokenizer, GPTConfig, TinyLM, corpus_loader
 from probes.demos.lm import ContinuedLM
-from probes.injection import InjectedLoader
-from probes.learning import LearningSample
+from probes.priming.injection import InjectedLoader
+from probes.priming.spec import LearningSample
 
 TOK = ByteTokenizer()
 COLOUR = ["the colour of sand is", "the colour of the sky is", "the colour of grass is", "the colour of snow is",

@@ -3,7 +3,7 @@
 Given a run directory (written by ``RunLog``, ``probes demo`` or ``examples/sft_hf_gpt2.py --out``),
 this opens it with :func:`probes.open_run` and does with library calls what the ``probes`` command
 does: ``probes summary`` (:func:`probes.runlog.summary.summarize`), ``probes export --csv``
-(:func:`probes.commands.export.export_csv`), ``probes plot`` (:func:`probes.commands.plot.build_figure`)
+(:func:`probes.cli.export.export_csv`), ``probes plot`` (:func:`probes.cli.plot.build_figure`)
 and ``probes replay`` on the live dashboard (:func:`probes.console.replay`). Without an argument it
 first makes a small run: the tiny byte-level LM trained on the synthetic corpus with a
 KeywordProbe and a RunLog, into a temporary directory.
@@ -32,9 +32,9 @@ import lightning.pytorch as pl
 import torch
 
 from probes import KeywordProbe, RunLog, open_run
-from probes.commands.export import export_csv
-from probes.commands.plot import build_figure
-from probes.commands.summary import render_summary
+from probes.cli.export import export_csv
+from probes.cli.plot import build_figure
+from probes.cli.summary import render_summary
 from probes.console import replay
 from probes.demos import THEMES, ByteTokenizer, GPTConfig, TinyLM, corpus_loader
 from probes.runlog.summary import summarize

@@ -26,11 +26,11 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from probes.callbacks.format_probe import FormatProbe
-from probes.collapse import CollapseCriterion, FormatCollapseWarning
+from probes.callbacks import FormatProbe
+from probes.core.records import Record
 from probes.demos import ByteTokenizer
 from probes.demos.rl import ARITHMETIC_FORMATS, ArithmeticTask, FormatRL, pretrain_policy
-from probes.records import Record
+from probes.formats.collapse import CollapseCriterion, FormatCollapseWarning
 
 
 class PrintSink:

@@ -14,11 +14,11 @@ the loss on the answer tokens only:
 
 While it trains, on held-out reviews and without sampling:
 
-* a FormatProbe in scored mode with a :class:`~probes.formats.LabelSpace` reads P(" positive")
+* a FormatProbe in scored mode with a :class:`~probes.formats.spec.LabelSpace` reads P(" positive")
   and P(" negative") after each sentiment prompt: ``1 - unclassified`` is the output-space
   conformity, the share of probability mass on the declared labels (Kung & Peng 2023 find that
   much of what instruction tuning teaches is this output space);
-* a FormatProbe in scored mode with a :class:`~probes.formats.FormatSpec` reads the probability of
+* a FormatProbe in scored mode with a :class:`~probes.formats.spec.FormatSpec` reads the probability of
   each answer style's prefixes after each rating prompt: the format distribution, its entropy and
   whether it collapses onto one style;
 * a BenchmarkProbe scores the held-out sentiment questions (accuracy: is the right label the

@@ -5,10 +5,10 @@ pretrain the same tiny GPT from the same initialisation, then the same SFT data 
 answers about half of the facts, ``"Q: colour of sand? A: yellow"``, loss on the answer only)
 fine-tunes it. While it trains:
 
-* a :class:`~probes.callbacks.benchmark_probe.BenchmarkProbe` per stage scores six small
+* a :class:`~probes.choice.probe.BenchmarkProbe` per stage scores six small
   benchmarks, two per theme (= category): a cloze form over every fact and a Q/A form over the
   facts held out of SFT;
-* an :class:`~probes.callbacks.ifd_probe.IFDProbe` follows the IFD of the SFT samples;
+* an :class:`~probes.ifd.probe.IFDProbe` follows the IFD of the SFT samples;
 * every record goes to a run log per mixture (``OUT/<mixture>``).
 
 Then it prints what ``probes compare OUT/*`` prints (cross-stage transfer, intra-category
@@ -50,17 +50,16 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from probes.analysis.correlation import Correlation
 from probes.analysis.frequency import binned_frequency, frequency_fit
-from probes.analysis.stages import (
+from probes.callbacks import BenchmarkProbe, IFDProbe
+from probes.choice.spec import Benchmark, BenchmarkSuite
+from probes.choice.stages import (
     LEVEL_LABELS,
     TransferReport,
     cross_stage_display_rows,
     load_run_scores,
     stage_transfer,
 )
-from probes.benchmarks_spec import Benchmark, BenchmarkSuite
-from probes.callbacks.benchmark_probe import BenchmarkProbe
-from probes.callbacks.ifd_probe import IFDProbe
-from probes.commands.compare import print_report
+from probes.cli.compare import print_report
 from probes.demos import THEMES, ByteTokenizer, GPTConfig, TinyLM, WindowDataset
 from probes.runlog import RunWriter
 

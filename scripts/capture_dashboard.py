@@ -27,14 +27,13 @@ from rich.console import Console
 from rich.terminal_theme import MONOKAI
 
 from probes import KeywordProbe
-from probes.callbacks.format_probe import FormatProbe
+from probes.callbacks import FormatProbe, PrimingProbe
 from probes.callbacks.live_console import LiveConsole
-from probes.callbacks.priming_probe import PrimingProbe
 from probes.console import Dashboard
 from probes.demos import THEMES, ByteTokenizer, TinyLM, corpus_loader
-from probes.formats import LabelSpace
-from probes.injection import InjectedLoader
-from probes.learning import LearningSample
+from probes.formats.spec import LabelSpace
+from probes.priming.injection import InjectedLoader
+from probes.priming.spec import LearningSample
 
 TOK = ByteTokenizer()
 COLOUR_PROMPTS = [

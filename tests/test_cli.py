@@ -21,13 +21,13 @@ import pytest
 import torch
 
 from probes import KeywordProbe
-from probes.callbacks.base import ProbeCallback
 from probes.callbacks.run_log import RunLog
-from probes.cli import main
+from probes.cli.common import fmt_num
+from probes.cli.entry import main
+from probes.core.records import Record
 from probes.demos import THEMES, ByteTokenizer, GPTConfig, TinyLM, corpus_loader
-from probes.records import Record
+from probes.integrations.lightning import ProbeCallback
 from probes.runlog import RunWriter, open_run
-from probes.runlog.cli_support import fmt_num
 
 STEPS = 8
 FORMATS = ["boxed", "answer_is"]
@@ -352,7 +352,7 @@ def test_fmt_num_hand_written():
 
 
 def test_table_layout_hand_written():
-    from probes.runlog.cli_support import table
+    from probes.cli.common import table
 
     assert table(["name", "x"], [["a", 1.5], ["bb", -0.25]]).splitlines() == [
         "  name      x",
@@ -363,7 +363,7 @@ def test_table_layout_hand_written():
 
 def test_newer_schema_is_refused_with_one_line(real_run, capsys, monkeypatch):
     from probes.runlog import UnsupportedSchemaError
-    from probes.runlog import format as runlog_format
+    from probes.runlog import layout as runlog_format
 
     run_dir, _ = real_run
     current = runlog_format.SCHEMA_VERSION

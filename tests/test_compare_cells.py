@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from probes.cli import main
+from probes.cli.entry import main
 from probes.runlog import open_run
 from tests.analysis._util import small_suite, write_benchmark_run
 

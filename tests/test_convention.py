@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import copy
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from probes import BenchmarkProbe, FormatProbe, KeywordProbe, LearningSample, PrimingProbe
-from probes.benchmarks_spec import Benchmark
+from probes.choice.spec import Benchmark
+from probes.core.context import TrainingContext
 from probes.demos import THEMES, ByteTokenizer, GPTConfig, TinyGPT, make_corpus
-from probes.formats import LabelSpace
+from probes.formats.spec import LabelSpace
 from tests.reference import brute_force_pair
 
 transformers = pytest.importorskip("transformers")
@@ -138,14 +138,6 @@ def test_keyword_probe_scores_the_separator_with_the_keyword(setups, kind) -> No
     assert not bool(scores.nonfinite.any())
 
 
-def _fake_trainer(step: int) -> SimpleNamespace:
-    return SimpleNamespace(
-        global_step=step,
-        loggers=[],
-        world_size=1,
-        strategy=None,
-        fit_loop=SimpleNamespace(epoch_progress=SimpleNamespace(current=SimpleNamespace(started=1))),
-    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -159,8 +151,8 @@ def test_priming_scores_match_two_weight_versions(setups, kind, score) -> None:
         prefixes = [c for c in CONTEXTS if c != context][:3]
         samples.append(LearningSample(f"s{i}", f"{context} {kw}.", kw, prefixes))
     probe = PrimingProbe(samples, tok, baseline=0, score=score, count_exposures=False, token_budget=256)
-    probe.take_reading(_fake_trainer(0), model_a, log=False)
-    probe.take_reading(_fake_trainer(3), model_b, log=False)
+    probe.take_reading(TrainingContext(model_a, step=0, final=True))
+    probe.take_reading(TrainingContext(model_b, step=3, final=True))
     got = probe.latest()
     for s, sample in enumerate(samples):
         cont = " " + sample.keyword
@@ -208,8 +200,8 @@ def test_never_seen_keyword_below_1e40_gets_the_exact_ratio(setups) -> None:
     kw = "zqxjvkwpqzxjqvkzqxwj"  # 20 bytes after a space: P ~ 256^-21 on an untrained byte model
     sample = LearningSample("never", f"the colour of sand is {kw}", kw, ["the colour of the sky is"])
     probe = PrimingProbe([sample], tok, baseline=0, count_exposures=False)
-    probe.take_reading(_fake_trainer(0), model_a, log=False)
-    probe.take_reading(_fake_trainer(1), model_b, log=False)
+    probe.take_reading(TrainingContext(model_a, step=0, final=True))
+    probe.take_reading(TrainingContext(model_b, step=1, final=True))
     got = probe.latest()
     before = _reference(setups["byte"], "the colour of sand is", " " + kw)["logp_seq"]
     after = brute_force_pair(model_b, *setups["byte"][2]("the colour of sand is", " " + kw))["logp_seq"]

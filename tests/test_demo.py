@@ -2,7 +2,7 @@
 directly, and its options (`--steps`, the default run directory, refusing a used one) do what
 they say.
 
-One quick demo runs in-process (through `probes.cli.main`, as the console script does) for the
+One quick demo runs in-process (through `probes.cli.entry`, as the console script does) for the
 whole module; `test_report_prints_the_records_it_is_given` checks the printing alone on
 hand-made records in well under a second (the mutation check's quick form uses it).
 """
@@ -30,9 +30,9 @@ import pytest
 import torch
 from rich.console import Console
 
-from probes.cli import main
+from probes.cli.entry import main
+from probes.core.records import Record
 from probes.demos.main_job import quick_config
-from probes.records import Record
 from probes.runlog import open_run
 
 STEPS = 40  # pretraining steps of the LM (--steps); the rest of --quick is unchanged
@@ -255,7 +255,7 @@ def test_live_mode_in_a_terminal(tmp_path: Path) -> None:
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE")}
     env.update(TERM="xterm-256color", COLUMNS=str(cols), LINES=str(rows), PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, "-m", "probes.cli", "demo", "--quick", "--steps", "5", "--out", str(out_dir)]
+    cmd = [sys.executable, "-m", "probes.cli.entry", "demo", "--quick", "--steps", "5", "--out", str(out_dir)]
     proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
     os.close(slave)
     raw = b""

@@ -7,7 +7,7 @@ Rules:
   directory; a block defining ``test_*`` functions (the README's unit-test example) is run by
   pytest in a subprocess, as a user would, with the plugin's fixtures.
 * ```` ```bash ```` blocks are run line by line; each line must be a ``probes ...`` command, run
-  in-process through ``probes.cli.main``.
+  in-process through ``probes.cli.entry``.
 * A block that is deliberately not runnable says so in its info string (```` ```python no-run ````,
   invisible on GitHub, which reads only the first word) and is listed in ``NOT_RUN`` below with
   the reason; blocks without a language are output or diagrams.
@@ -45,9 +45,9 @@ NOT_RUN = {
         "creates virtual environments and runs the whole suite; `probes demo` is tests/test_demo.py",
     ("README.md", ".venv/bin/python benchmarks/run_all.py            # --quick for a fast smoke run"):
         "minutes of benchmarks; `run_all.py --quick` is tests/test_benchmarks_quick.py",
-    ("analysis.md", "from probes.analysis.stages import load_run_scores, stage_transfer"):
+    ("analysis.md", "from probes.choice.stages import load_run_scores, stage_transfer"):
         "needs three trained mixtures; examples/stage_transfer.py runs this analysis (tests/test_examples.py)",
-    ("analysis.md", "from probes.callbacks.ifd_probe import IFDProbe"):
+    ("analysis.md", "from probes import IFDProbe"):
         "a fragment: `...` stands for more samples and `tokenizer.bos_token_id` for an HF tokenizer",
     ("console.md", "from probes.console import by_step, follow, replay"):
         "a list of signatures, not a program",
@@ -133,7 +133,7 @@ def test_every_block_is_run_or_says_why_not() -> None:
 
 
 def _run_bash(b: Block) -> None:
-    from probes.cli import main
+    from probes.cli.entry import main
 
     for line in b.code.splitlines():
         words = shlex.split(line, comments=True)

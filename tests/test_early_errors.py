@@ -234,8 +234,8 @@ def test_ifd_probe_flags_nonfinite_samples() -> None:
 
 def test_benchmark_and_scored_format_probes_flag_nonfinite_items() -> None:
     from probes import BenchmarkProbe, FormatProbe
-    from probes.benchmarks_spec import Benchmark
-    from probes.formats import LabelSpace
+    from probes.choice.spec import Benchmark
+    from probes.formats.spec import LabelSpace
 
     bench = Benchmark("b", [("the sky is", ["blue", "red"], 0), ("the Zoo is", ["loud", "red"], 0)])
     reading = BenchmarkProbe([bench], ByteTokenizer()).read(_NaNOnZ())

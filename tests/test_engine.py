@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from probes import ProbeSet, ScoringPlan, isolated_eval, tokenize_pairs
-from probes.adapters import as_encoder, make_logits_fn
+from probes.core.model_io import as_encoder, make_logits_fn
+from probes.core.plan import TokenizedItem, split_at_boundary
 from probes.demos import THEMES
-from probes.engine import TokenizedItem, split_at_boundary
 from tests.reference import brute_force_pair
 
 

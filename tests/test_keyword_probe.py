@@ -108,7 +108,7 @@ def test_identity_check_catches_a_leaky_probe(monkeypatch):
     """Mutation: a probe pass left in train mode (dropout draws RNG) changes the trajectory."""
     import contextlib
 
-    import probes.model_reader as kp
+    import probes.core.reader as kp
 
     @contextlib.contextmanager
     def leaky(module):

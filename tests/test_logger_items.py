@@ -56,8 +56,8 @@ def test_export_tensorboard_writes_every_element(tmp_path, capsys) -> None:  # t
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from probes.cli import main
-    from probes.records import Record
+    from probes.cli.entry import main
+    from probes.core.records import Record
     from probes.runlog import RunWriter
 
     pairs = [{"name": "sky", "context": "c", "keyword": "k", "group": ""},

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from probes import KeywordProbe, LearningSample, PrimingProbe
-from probes.adapters import extract_logits, make_logits_fn
+from probes.core.model_io import extract_logits, make_logits_fn
 from probes.demos import ByteTokenizer, GPTConfig, TinyGPT, TinyLM, corpus_loader
 from tests.helpers import fast_trainer
 from tests.reference import brute_force_pair
@@ -153,6 +153,7 @@ def test_priming_probe_runs_one_forward_set_per_step() -> None:
     keyword = KeywordProbe(PAIRS, ByteTokenizer(), model="model")
     module = _fit([probe, keyword], steps)
     per_step = [module.probe_forwards.count(s) for s in range(steps + 1)]
-    # one forward per probe per step (learning context and both prefixes in one batch) + final
-    assert per_step == [2] * (steps + 1), per_step
+    # one forward per step for both probes (they share a scoring hub: the learning context, both
+    # prefixes and the keyword pairs go in one batch), plus the final reading
+    assert per_step == [1] * (steps + 1), per_step
     assert [r.step for r in probe.history] == list(range(steps + 1))

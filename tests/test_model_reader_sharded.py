@@ -10,9 +10,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from probes.core.plan import TokenizedItem
+from probes.core.reader import ModelReader
 from probes.demos import GPTConfig, TinyGPT
-from probes.engine import TokenizedItem
-from probes.model_reader import ModelReader
 
 
 def _items(n: int) -> list[TokenizedItem]:

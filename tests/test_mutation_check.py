@@ -64,9 +64,9 @@ def test_every_required_fault_is_listed_and_applies_to_a_copy_only(tmp_path: Pat
 
 def test_a_pattern_that_is_gone_is_reported_not_skipped(tmp_path: Path) -> None:
     mutations = _load()
-    stale = mutations.Mutation("stale", "a fault", "collapse.py", (("no such code here", "x"),), ("tests",))
+    stale = mutations.Mutation("stale", "a fault", "formats/collapse.py", (("no such code here", "x"),), ("tests",))
     src = mutations.copy_src(tmp_path / "src")
-    with pytest.raises(LookupError, match="matches 0 times in src/probes/collapse.py"):
+    with pytest.raises(LookupError, match="matches 0 times in src/probes/formats/collapse.py"):
         mutations.apply(stale, src)
     outcome = mutations.check(stale)
     assert outcome.status == "not applied"

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from probes.callbacks.format_probe import FormatProbe
+from probes.callbacks import FormatProbe
 from probes.demos import ByteTokenizer, GPTConfig, TinyLM
-from probes.formats import Format, FormatSpec
-from probes.sampling import SamplerConfig
+from probes.formats.sampling import SamplerConfig
+from probes.formats.spec import Format, FormatSpec
 
 PROMPTS = ["the colo", "the colour of", "3+4 ="]  # mid-word, before a word, before a digit
 LETTERS = [ord(c) for c in "abcdefghijklmnopqrstuvwxyz"]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from probes.records import Record
+from probes.core.records import Record
 from probes.runlog import RunWriter, open_run
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")

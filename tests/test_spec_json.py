@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from probes.formats import ECHO_CHAMBER_MATH, ECHO_CHAMBER_MATH_STRICT, Format, FormatSpec, LabelSpace
+from probes.formats.spec import ECHO_CHAMBER_MATH, ECHO_CHAMBER_MATH_STRICT, Format, FormatSpec, LabelSpace
 
 TEXTS = [
     "<llm-code>print(1)</llm-code> so 4",

@@ -16,10 +16,10 @@ from scipy import stats
 
 from probes import InjectedLoader, LearningSample
 from probes.analysis import analyze_priming, correlation_ci, threshold_sweep
-from probes.augment import stepping_stone_text
 from probes.demos import ByteTokenizer
 from probes.demos.priming_study import LEVELS, study_corpus, study_samples
 from probes.demos.rl_study import RLRun, format_rl_table, summarize_rl
+from probes.priming.augment import stepping_stone_text
 
 ROOT = Path(__file__).resolve().parents[1]
 PEARL = LearningSample("pearl", "the colour of a pearl is vermilion.", "vermilion", ["the colour of snow is"])

@@ -11,7 +11,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from probes.benchmarks_spec import Benchmark, BenchmarkSuite, Question
     from probes.callbacks import (
         BenchmarkProbe,
         FormatProbe,
@@ -23,105 +22,75 @@ if TYPE_CHECKING:
         ProbeCallback,
         RunLog,
     )
-    from probes.callbacks.ifd_probe import IFDSample
-    from probes.collapse import CollapseCriterion, FormatCollapseError, FormatCollapseWarning
+    from probes.choice.spec import Benchmark, BenchmarkSuite, Question
     from probes.console import Dashboard
-    from probes.engine import ItemScores, ScoringPlan, TokenizedItem, isolated_eval, tokenize_pairs
-    from probes.formats import ECHO_CHAMBER_MATH, ECHO_CHAMBER_MATH_STRICT, Format, FormatSpec, LabelSpace
-    from probes.injection import InjectedLoader, InjectionSchedule
-    from probes.learning import LearningSample
-    from probes.model_reader import ModelReader
-    from probes.records import Record, RecordSink
+    from probes.core.context import TrainingContext
+    from probes.core.isolation import isolated_eval
+    from probes.core.options import ScoringOptions
+    from probes.core.plan import ItemScores, ScoringPlan, TokenizedItem
+    from probes.core.reader import ModelReader
+    from probes.core.records import Record, RecordSink
+    from probes.core.schedule import ReadSchedule
+    from probes.formats.collapse import CollapseCriterion, FormatCollapseError, FormatCollapseWarning
+    from probes.formats.sampling import SamplerConfig
+    from probes.formats.spec import ECHO_CHAMBER_MATH, ECHO_CHAMBER_MATH_STRICT, Format, FormatSpec, LabelSpace
+    from probes.ifd.probe import IFDSample
+    from probes.integrations.loop import ProbeLoop
+    from probes.keyword.spec import ProbePair, ProbeSet, tokenize_pairs
+    from probes.priming.injection import InjectedLoader, InjectionSchedule
+    from probes.priming.spec import LearningSample
     from probes.runlog import RunLogError, open_run
-    from probes.sampling import SamplerConfig
-    from probes.specs import ProbePair, ProbeSet
 
 __version__ = "0.1.0"
 
 # Lazy exports (PEP 562): `import probes` stays light, so the `probes` command starts fast;
 # a name's module is imported on first access.
 _EXPORTS: dict[str, str] = {
-    "Benchmark": "probes.benchmarks_spec",
+    "Benchmark": "probes.choice.spec",
     "BenchmarkProbe": "probes.callbacks",
-    "BenchmarkSuite": "probes.benchmarks_spec",
-    "CollapseCriterion": "probes.collapse",
+    "BenchmarkSuite": "probes.choice.spec",
+    "CollapseCriterion": "probes.formats.collapse",
     "Dashboard": "probes.console",
-    "ECHO_CHAMBER_MATH": "probes.formats",
-    "ECHO_CHAMBER_MATH_STRICT": "probes.formats",
-    "Format": "probes.formats",
-    "FormatCollapseError": "probes.collapse",
-    "FormatCollapseWarning": "probes.collapse",
+    "ECHO_CHAMBER_MATH": "probes.formats.spec",
+    "ECHO_CHAMBER_MATH_STRICT": "probes.formats.spec",
+    "Format": "probes.formats.spec",
+    "FormatCollapseError": "probes.formats.collapse",
+    "FormatCollapseWarning": "probes.formats.collapse",
     "FormatProbe": "probes.callbacks",
-    "FormatSpec": "probes.formats",
+    "FormatSpec": "probes.formats.spec",
     "IFDProbe": "probes.callbacks",
-    "IFDSample": "probes.callbacks.ifd_probe",
+    "IFDSample": "probes.ifd.probe",
     "IgnoreTopK": "probes.callbacks",
-    "InjectedLoader": "probes.injection",
-    "InjectionSchedule": "probes.injection",
-    "ItemScores": "probes.engine",
+    "InjectedLoader": "probes.priming.injection",
+    "InjectionSchedule": "probes.priming.injection",
+    "ItemScores": "probes.core.plan",
     "KeywordProbe": "probes.callbacks",
-    "LabelSpace": "probes.formats",
-    "LearningSample": "probes.learning",
+    "LabelSpace": "probes.formats.spec",
+    "LearningSample": "probes.priming.spec",
     "LiveConsole": "probes.callbacks",
-    "ModelReader": "probes.model_reader",
+    "ModelReader": "probes.core.reader",
     "PrimingProbe": "probes.callbacks",
     "ProbeCallback": "probes.callbacks",
-    "ProbePair": "probes.specs",
-    "ProbeSet": "probes.specs",
-    "Question": "probes.benchmarks_spec",
-    "Record": "probes.records",
-    "RecordSink": "probes.records",
+    "ProbeLoop": "probes.integrations.loop",
+    "ProbePair": "probes.keyword.spec",
+    "ProbeSet": "probes.keyword.spec",
+    "Question": "probes.choice.spec",
+    "ReadSchedule": "probes.core.schedule",
+    "Record": "probes.core.records",
+    "RecordSink": "probes.core.records",
     "RunLog": "probes.callbacks",
     "RunLogError": "probes.runlog",
-    "SamplerConfig": "probes.sampling",
-    "ScoringPlan": "probes.engine",
-    "TokenizedItem": "probes.engine",
-    "isolated_eval": "probes.engine",
+    "SamplerConfig": "probes.formats.sampling",
+    "ScoringOptions": "probes.core.options",
+    "ScoringPlan": "probes.core.plan",
+    "TrainingContext": "probes.core.context",
+    "TokenizedItem": "probes.core.plan",
+    "isolated_eval": "probes.core.isolation",
     "open_run": "probes.runlog",
-    "tokenize_pairs": "probes.engine",
+    "tokenize_pairs": "probes.keyword.spec",
 }
 
-__all__ = [
-    "ECHO_CHAMBER_MATH",
-    "ECHO_CHAMBER_MATH_STRICT",
-    "Benchmark",
-    "BenchmarkProbe",
-    "BenchmarkSuite",
-    "CollapseCriterion",
-    "Dashboard",
-    "Format",
-    "FormatCollapseError",
-    "FormatCollapseWarning",
-    "FormatProbe",
-    "FormatSpec",
-    "IFDProbe",
-    "IFDSample",
-    "IgnoreTopK",
-    "InjectedLoader",
-    "InjectionSchedule",
-    "ItemScores",
-    "KeywordProbe",
-    "LabelSpace",
-    "LearningSample",
-    "LiveConsole",
-    "ModelReader",
-    "PrimingProbe",
-    "ProbeCallback",
-    "ProbePair",
-    "ProbeSet",
-    "Question",
-    "Record",
-    "RecordSink",
-    "RunLog",
-    "RunLogError",
-    "SamplerConfig",
-    "ScoringPlan",
-    "TokenizedItem",
-    "__version__",
-    "isolated_eval",
-    "open_run",
-    "tokenize_pairs",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]  # one table: the names above
 
 
 def __getattr__(name: str) -> Any:

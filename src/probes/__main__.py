@@ -2,6 +2,6 @@
 
 import sys
 
-from probes.cli import main
+from probes.cli.entry import main
 
 sys.exit(main())

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from probes.benchmarks_spec import Benchmark, BenchmarkSuite
-from probes.callbacks.benchmark_probe import BenchmarkProbe
+from probes.callbacks import BenchmarkProbe
+from probes.choice.spec import Benchmark, BenchmarkSuite
 from probes.demos import ByteTokenizer
 from tests.reference import brute_force_pair
 

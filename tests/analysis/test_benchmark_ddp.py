@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch.multiprocessing.spawn import ProcessExitedException
 from torch.utils.data import DataLoader
 
-from probes.callbacks.benchmark_probe import BenchmarkProbe
+from probes.callbacks import BenchmarkProbe
 from probes.demos import ByteTokenizer, GPTConfig, TinyGPT
 from tests.analysis.test_output_space import _instructed_suite
 from tests.helpers import fast_trainer

@@ -6,9 +6,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from probes.analysis.stages import scores_from_probe
-from probes.benchmarks_spec import Benchmark, BenchmarkSuite, Question
-from probes.callbacks.benchmark_probe import BenchmarkProbe
+from probes.callbacks import BenchmarkProbe
+from probes.choice.spec import Benchmark, BenchmarkSuite, Question
+from probes.choice.stages import scores_from_probe
 from probes.demos import ByteTokenizer, GPTConfig, TinyGPT, TinyLM, corpus_loader
 from tests.analysis._util import brute_force_benchmarks, small_suite
 from tests.helpers import WeightSnapshots, fast_trainer

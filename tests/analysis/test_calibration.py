@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from probes.functional.calibration import (
+from probes.choice.calibration import (
     choice_stats,
     expected_calibration_error,
     grouped_expected_calibration_error,

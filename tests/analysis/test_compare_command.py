@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from probes.analysis.stages import load_run_scores, stage_transfer
-from probes.commands import compare
+from probes.choice.stages import load_run_scores, stage_transfer
+from probes.cli import compare
 from tests.analysis._util import small_suite, write_benchmark_run
 
 
@@ -79,7 +79,7 @@ def test_compare_bad_input_exits_2_with_a_message(runs, tmp_path, capsys):
     assert "missing" in capsys.readouterr().out
     # a run scored on another suite
     other = small_suite().benchmarks[:2]
-    from probes.benchmarks_spec import BenchmarkSuite
+    from probes.choice.spec import BenchmarkSuite
 
     stages = {s: {"accuracy": [0.1, 0.2], "confidence": [0.5, 0.6]} for s in ("pretrain", "sft")}
     write_benchmark_run(tmp_path / "other", BenchmarkSuite(other), stages)

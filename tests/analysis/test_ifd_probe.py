@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from probes.callbacks.ifd_probe import IFDProbe
+from probes.callbacks import IFDProbe
 from probes.demos import ByteTokenizer, GPTConfig, TinyLM, corpus_loader
 from tests.helpers import fast_trainer
 

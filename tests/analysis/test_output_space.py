@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from probes.benchmarks_spec import Benchmark, BenchmarkSuite
-from probes.callbacks.benchmark_probe import BenchmarkProbe
+from probes.callbacks import BenchmarkProbe
+from probes.choice.calibration import chance_accuracy, label_mass, majority_rate
+from probes.choice.spec import Benchmark, BenchmarkSuite
 from probes.demos import ByteTokenizer
-from probes.functional.calibration import chance_accuracy, label_mass, majority_rate
 from tests.analysis._util import brute_force_benchmarks, small_suite
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from probes.analysis.stages import BenchmarkScores, load_run_scores, stage_transfer
+from probes.choice.stages import BenchmarkScores, load_run_scores, stage_transfer
 from tests.analysis._util import small_suite, write_benchmark_run
 
 BENCH = ("a1", "a2", "b1", "b2", "c1")

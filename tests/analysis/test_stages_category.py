@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from probes.analysis.correlation import bootstrap_indices
-from probes.analysis.stages import LEVEL_LABELS, cross_stage_display_rows, stage_transfer
+from probes.choice.stages import LEVEL_LABELS, cross_stage_display_rows, stage_transfer
 from tests.analysis.test_stages import BENCH, RUNS, SCIPY, column, synthetic
 
 
@@ -39,7 +39,7 @@ def test_the_two_statistics_differ_on_purpose_built_data():
     # both benchmarks transfer perfectly (sft = an increasing linear map of pretrain: r = 1 each),
     # but x has the wide spread at pretrain and y at sft, so the category mean follows x at
     # pretrain and y at sft, which are unrelated
-    from probes.analysis.stages import BenchmarkScores
+    from probes.choice.stages import BenchmarkScores
 
     rng = np.random.default_rng(0)
     x, y = rng.uniform(0.0, 1.0, len(RUNS)), rng.uniform(0.0, 1.0, len(RUNS))

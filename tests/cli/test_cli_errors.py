@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from probes.cli import main
-from probes.records import Record
+from probes.cli.entry import main
+from probes.core.records import Record
 from probes.runlog import CorruptShardError, RunWriter, open_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runlog"))

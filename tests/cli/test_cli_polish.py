@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from probes import __version__
-from probes.cli import main
-from probes.records import Record
+from probes.cli.entry import main
+from probes.core.records import Record
 from probes.runlog import RunWriter
 
 

@@ -8,7 +8,7 @@ import math
 import torch
 from rich.console import Console
 
-from probes.records import Record
+from probes.core.records import Record
 
 NAN = math.nan
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from probes.console import Dashboard
-from probes.records import Record, RecordSink
+from probes.core.records import Record, RecordSink
 
 from ._records import DESCRIBES, FakeClock, keyword_record
 
@@ -35,7 +35,7 @@ def test_records_need_a_registered_source() -> None:
     d = Dashboard()
     with pytest.raises(KeyError, match=r"unregistered source 'keyword'; call register_source\('keyword', describe\)"):
         d.write(keyword_record(0))
-    with pytest.raises(TypeError, match="Expected a probes.records.Record, got dict."):
+    with pytest.raises(TypeError, match="Expected a probes.core.records.Record, got dict."):
         d.write({"step": 0})  # type: ignore[arg-type]
 
 

@@ -9,7 +9,7 @@ import math
 import torch
 
 from probes.console import Dashboard, KeywordPanel
-from probes.records import Record
+from probes.core.records import Record
 
 from ._records import FakeClock, render
 

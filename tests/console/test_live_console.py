@@ -19,7 +19,7 @@ from rich.console import Console
 from probes.callbacks.live_console import LiveConsole
 from probes.console import Dashboard, KeywordPanel, replay
 from probes.console.display import live_stack
-from probes.console.fmt import fmt_prob, fmt_ratio
+from probes.console.numbers import fmt_prob, fmt_ratio
 
 from ._records import render
 from .tiny_run import build, loader

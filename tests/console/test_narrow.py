@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from probes.console import Dashboard, KeywordPanel, PrimingPanel
-from probes.records import Record
+from probes.core.records import Record
 
 from ._records import FakeClock, render
 

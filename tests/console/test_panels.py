@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from probes.console import AlertsPanel, Dashboard, FormatPanel, KeywordPanel, PrimingPanel
-from probes.records import Record
+from probes.core.records import Record
 
 from ._records import DESCRIBES, FakeClock, keyword_record, render
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from probes.console import bar_text, sparkline_text
-from probes.console.fmt import fmt_duration, fmt_prob, fmt_rate, fmt_ratio, fmt_share
+from probes.console import bar_text, numbers, sparkline_text
 from probes.console.history import History
+from probes.console.numbers import fmt_duration, fmt_prob, fmt_rate, fmt_ratio, fmt_share
 
 
 @pytest.mark.parametrize(
@@ -96,3 +96,21 @@ def test_history_keeps_the_whole_run_in_bounded_memory() -> None:
 def test_history_capacity_is_validated() -> None:
     with pytest.raises(ValueError, match=r"Expected `history` to be an int >= 2, got 1"):
         History(1)
+
+
+def test_one_formatter_for_the_console_the_cli_and_the_tests() -> None:
+    from probes.cli import common
+    from probes.testing import tables
+
+    assert common.fmt_num is numbers.fmt_num is tables.fmt and common.table is numbers.table
+    assert common.printable is numbers.printable and tables.sample_rows is numbers.sample_rows
+    # numbers right-aligned, text left-aligned, the marked row starts with ">"
+    assert numbers.table(["step", "p", "name"], [[0, 0.5, "a"], [10, 1e-5, "bb"]], mark=1).splitlines() == [
+        "  step          p  name",
+        "     0        0.5  a",
+        ">   10  1.000e-05  bb",
+    ]
+    assert tables.format_table(["step", "p"], [[1, 0.25]], mark=0) == "  step     p\n>    1  0.25"
+    assert [numbers.fmt_num(x) for x in (None, True, 3, 12345.6, 1e-4, "a\nb")] == [
+        "-", "yes", "3", "12346", "1.000e-04", "a\\nb"
+    ]

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from probes.console import Dashboard, by_step, follow, replay
-from probes.records import Record
+from probes.core.records import Record
 
 from ._records import DESCRIBES, all_records, format_record, keyword_record, priming_record
 

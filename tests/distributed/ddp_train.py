@@ -49,14 +49,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.strategies import DDPStrategy  # noqa: E402
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler  # noqa: E402
 
-from probes.callbacks.format_probe import FormatProbe  # noqa: E402
-from probes.callbacks.keyword_probe import KeywordProbe  # noqa: E402
-from probes.callbacks.priming_probe import PrimingProbe  # noqa: E402
+from probes.callbacks import FormatProbe, KeywordProbe, PrimingProbe  # noqa: E402
 from probes.callbacks.run_log import RunLog  # noqa: E402
-from probes.collapse import CollapseCriterion  # noqa: E402
 from probes.demos import ByteTokenizer, GPTConfig, TinyGPT  # noqa: E402
-from probes.formats import Format, FormatSpec  # noqa: E402
-from probes.learning import LearningSample  # noqa: E402
+from probes.formats.collapse import CollapseCriterion  # noqa: E402
+from probes.formats.spec import Format, FormatSpec  # noqa: E402
+from probes.priming.spec import LearningSample  # noqa: E402
 from probes.testing.expectations import NoFormatCollapse, ProbeExpectations  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -313,7 +311,7 @@ class ShardedParityLM(ParityLM):
 
     ``wrap="inner"`` shards each block and the language model (what probes call); ``wrap="root"``
     shards only the LightningModule, an ancestor of the probed model, whose parameters the probe
-    must all-gather itself (:func:`probes.model_reader.fsdp2_ancestors`).
+    must all-gather itself (:func:`probes.core.reader.fsdp2_ancestors`).
     """
 
     def __init__(self, optimizer: str = "sgd", lr: float = 0.05, *, wrap: str = "inner") -> None:

@@ -8,7 +8,7 @@ so the all-gathers FSDP2 performs inside them match across ranks. Two wrappings:
   the reader reshards it afterwards; without that, the next training forward used the stale
   gathered copy instead of the updated parameters (the weights drifted by 2e-2 in 30 steps).
 * ``root``: only the LightningModule is sharded, an ancestor of the probed model; the reader
-  all-gathers it around the probe's forward (``probes.model_reader.fsdp2_gathered``).
+  all-gathers it around the probe's forward (``probes.core.reader.fsdp2_gathered``).
 
 Both must train exactly like one process accumulating the two ranks' micro-batches, and log exactly
 its values (the probe set is not sharded, so even the padding is the same).

@@ -8,9 +8,9 @@ import random
 import pytest
 import torch
 
+from probes.core.plan import ScoringPlan, TokenizedItem
+from probes.core.reader import ModelReader, shard_items
 from probes.demos import GPTConfig, TinyGPT
-from probes.engine import ScoringPlan, TokenizedItem
-from probes.model_reader import ModelReader, shard_items
 
 
 def shared_contexts(m: int = 32, k: int = 8) -> list[TokenizedItem]:

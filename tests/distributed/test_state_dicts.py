@@ -13,17 +13,13 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from probes.benchmarks_spec import Benchmark, BenchmarkSuite
-from probes.callbacks.base import ProbeCallback
-from probes.callbacks.benchmark_probe import BenchmarkProbe
-from probes.callbacks.format_probe import FormatProbe
-from probes.callbacks.ifd_probe import IFDProbe
+from probes.callbacks import BenchmarkProbe, FormatProbe, IFDProbe, KeywordProbe, PrimingProbe
 from probes.callbacks.ignore_topk import IgnoreTopK
-from probes.callbacks.keyword_probe import KeywordProbe
 from probes.callbacks.live_console import LiveConsole
-from probes.callbacks.priming_probe import PrimingProbe
 from probes.callbacks.run_log import RunLog
+from probes.choice.spec import Benchmark, BenchmarkSuite
 from probes.demos import ByteTokenizer
+from probes.integrations.lightning import ProbeCallback
 from probes.testing.expectations import NoFormatCollapse, ProbeExpectations
 
 from ..formats._util import ScriptedRollouts, trainer
@@ -159,7 +155,7 @@ def test_two_instances_keep_separate_state(tmp_path):
     module = ScriptedRollouts([ROLLOUT] * 2)
     t = trainer([a, b, save], max_steps=2, enable_checkpointing=True)
     t.fit(module)
-    b._n_records = 41  # make the two states differ, then save them
+    b.schedule.n_readings = 41  # make the two states differ, then save them
     t.save_checkpoint(tmp_path / "last.ckpt")
     states = torch.load(tmp_path / "last.ckpt", weights_only=True)["callbacks"]
     assert states["FormatProbe[a]"]["n_records"] == 2 and states["FormatProbe[b]"]["n_records"] == 41

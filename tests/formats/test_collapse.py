@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from probes.collapse import CollapseCriterion, CollapseState, collapse_condition, evaluate_collapse
-from probes.functional.entropy import distribution_summary
+from probes.formats.collapse import CollapseCriterion, CollapseState, collapse_condition, evaluate_collapse
+from probes.formats.entropy import distribution_summary
 
 NAMES = ["equals", "ans", "other"]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.stats import entropy as scipy_entropy
 
-from probes.functional.entropy import (
+from probes.formats.entropy import (
     distribution_summary,
     effective_number,
     entropy,

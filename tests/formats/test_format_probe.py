@@ -12,12 +12,12 @@ import pytest
 import torch
 from scipy.stats import entropy as scipy_entropy
 
-from probes.callbacks.format_probe import FormatProbe
-from probes.collapse import CollapseCriterion, FormatCollapseError, FormatCollapseWarning
+from probes.callbacks import FormatProbe
 from probes.demos import ByteTokenizer, GPTConfig, TinyLM, corpus_loader
 from probes.demos.rl import ARITHMETIC_FORMATS, ArithmeticTask, pretrain_policy
-from probes.formats import Format, FormatSpec, LabelSpace
-from probes.sampling import SamplerConfig, sample_texts
+from probes.formats.collapse import CollapseCriterion, FormatCollapseError, FormatCollapseWarning
+from probes.formats.sampling import SamplerConfig, sample_texts
+from probes.formats.spec import Format, FormatSpec, LabelSpace
 
 from ._util import ScriptedRollouts, trainer
 
@@ -433,8 +433,8 @@ def test_label_space_chance_accuracy_and_mass_against_a_loop(policy_module):
 
 
 def test_label_space_agrees_with_benchmark_probe(policy_module):
-    from probes.benchmarks_spec import Benchmark
-    from probes.callbacks.benchmark_probe import BenchmarkProbe
+    from probes.callbacks import BenchmarkProbe
+    from probes.choice.spec import Benchmark
 
     labels = ["= 4", "= 5", "ans: 4"]
     answers = [0, 0, 1, 0]

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from probes.callbacks.format_probe import FormatProbe
-from probes.collapse import CollapseCriterion
+from probes.callbacks import FormatProbe
 from probes.demos import ByteTokenizer, GPTConfig, TinyGPT
-from probes.formats import Format, FormatSpec, LabelSpace
+from probes.formats.collapse import CollapseCriterion
+from probes.formats.spec import Format, FormatSpec, LabelSpace
 
 from ._util import ScriptedRollouts, trainer
 

@@ -6,7 +6,14 @@ import re
 
 import pytest
 
-from probes.formats import ECHO_CHAMBER_MATH, ECHO_CHAMBER_MATH_STRICT, Format, FormatSpec, LabelSpace, as_format_spec
+from probes.formats.spec import (
+    ECHO_CHAMBER_MATH,
+    ECHO_CHAMBER_MATH_STRICT,
+    Format,
+    FormatSpec,
+    LabelSpace,
+    as_format_spec,
+)
 
 
 def _brute_force(spec: FormatSpec, text: str) -> int:

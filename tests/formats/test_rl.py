@@ -8,10 +8,10 @@ import statistics
 import pytest
 import torch
 
-from probes.callbacks.format_probe import FormatProbe
-from probes.collapse import CollapseCriterion, FormatCollapseWarning
+from probes.callbacks import FormatProbe
 from probes.demos import ByteTokenizer
 from probes.demos.rl import ARITHMETIC_FORMATS, ArithmeticTask, FormatRL, group_advantages, pretrain_policy
+from probes.formats.collapse import CollapseCriterion, FormatCollapseWarning
 
 from ._util import trainer
 

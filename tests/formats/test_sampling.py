@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from probes.demos import GPTConfig, TinyGPT
-from probes.sampling import SamplerConfig, nucleus_filter, offers_kv_cache, sample_ids
+from probes.formats.sampling import SamplerConfig, nucleus_filter, offers_kv_cache, sample_ids
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probes.functional.exposure import count_occurrences, occurrences_per_row, pack_patterns
+from probes.priming.exposure import count_occurrences, occurrences_per_row, pack_patterns
 
 
 def brute_force(rows: list[list[int]], valid: list[list[bool]], pattern: list[int]) -> list[int]:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from probes.demos import ByteTokenizer
-from probes.injection import InjectedLoader, InjectionSchedule
-from probes.learning import LearningSample
+from probes.priming.injection import InjectedLoader, InjectionSchedule
+from probes.priming.spec import LearningSample
 
 TOK = ByteTokenizer()
 SAND = LearningSample("sand", "the colour of sand is vermilion", "vermilion", ["the colour of snow is"])

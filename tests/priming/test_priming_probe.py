@@ -12,10 +12,11 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from probes.callbacks.priming_probe import METRICS, PrimingProbe
+from probes.callbacks import PrimingProbe
 from probes.demos import ByteTokenizer, GPTConfig, TinyLM, corpus_loader
-from probes.injection import InjectedLoader
-from probes.learning import LearningSample
+from probes.priming.injection import InjectedLoader
+from probes.priming.probe import METRICS
+from probes.priming.spec import LearningSample
 
 TOK = ByteTokenizer()
 COLOURS = ["the colour of sand is", "the colour of the sky is", "the colour of grass is"]

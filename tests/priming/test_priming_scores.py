@@ -8,7 +8,7 @@ import statistics
 import pytest
 import torch
 
-from probes.functional.priming import group_logmeanexp, group_median, group_slots, priming_scores
+from probes.priming.scores import group_logmeanexp, group_median, group_slots, priming_scores
 
 NAN = math.nan
 

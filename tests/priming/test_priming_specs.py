@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from probes.demos import ByteTokenizer
-from probes.learning import LearningSample, as_samples, tokenize_samples
+from probes.priming.spec import LearningSample, as_samples, tokenize_samples
 
 TOK = ByteTokenizer()
 PREFIXES = ["the colour of the sky is", "the colour of snow is"]

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from probes.records import Record
+from probes.core.records import Record
 from probes.runlog import RunWriter
-from probes.runlog import format as fmt
+from probes.runlog import layout as fmt
 
 
 def read_shard(path: Path) -> tuple[dict[str, Any], dict[str, Any], bytes]:

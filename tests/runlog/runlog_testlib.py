@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from probes import KeywordProbe
-from probes.callbacks.base import ProbeCallback
+from probes.core.records import Record
 from probes.demos import THEMES, ByteTokenizer, GPTConfig, TinyLM, corpus_loader
-from probes.records import Record
+from probes.integrations.lightning import ProbeCallback
 from probes.runlog import RunWriter
 
 TINY = GPTConfig(n_layer=1, n_embd=32, n_head=2, block_size=48)

@@ -17,7 +17,7 @@ from hostile_lib import bounded
 from runlog_testlib import StepProbe, tiny_loader, tiny_module, trainer
 
 from probes.callbacks.run_log import RunLog
-from probes.records import Record
+from probes.core.records import Record
 from probes.runlog import RecordsLostError, RunLogError, RunLogWarning, RunWriter, open_run
 
 REAL_FSYNC = os.fsync
@@ -176,7 +176,7 @@ def test_persistent_disk_full_reports_the_loss_and_writes_the_status(tmp_path, d
     run = open_run(tmp_path / "run")
     assert run.status == "finished" and run.steps("a").tolist() == [0, 1, 2, 3]
     assert not [n for n in os.listdir(tmp_path / "run") if n.startswith(".tmp-")]  # no temporaries left
-    from probes.commands.watch import watch
+    from probes.cli.watch import watch
 
     assert bounded(lambda: watch(open_run(tmp_path / "run"), open(os.devnull, "w"), interval=0.05), 10) == 0
 

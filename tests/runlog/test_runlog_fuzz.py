@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probes.records import Record
+from probes.core.records import Record
 from probes.runlog import CorruptShardError, RunLogError, RunLogWarning, RunWriter, open_run
 
 PEAK_BYTES = 8 * 1024 * 1024  # shards here are a few KB: anything near this would be a runaway allocation

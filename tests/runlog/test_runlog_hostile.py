@@ -26,8 +26,8 @@ from hostile_lib import (
     small_run,
 )
 
-from probes.cli import main
-from probes.records import Record
+from probes.cli.entry import main
+from probes.core.records import Record
 from probes.runlog import (
     CorruptShardError,
     InvalidRecordError,
@@ -36,7 +36,7 @@ from probes.runlog import (
     UnsafeEntryError,
     open_run,
 )
-from probes.runlog import format as fmt
+from probes.runlog import layout as fmt
 
 SHARD = "shard-000099-t000.safetensors"
 

@@ -17,9 +17,9 @@ from hostile_lib import assert_reads_stay_inside, bounded, opened_paths, rewrite
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probes.cli import main
+from probes.cli.entry import main
 from probes.runlog import RunLogError, RunLogWarning, open_run
-from probes.runlog import format as fmt
+from probes.runlog import layout as fmt
 
 KINDS = (
     "fifo",

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probes.records import Record
+from probes.core.records import Record
 from probes.runlog import Branch, RunLogError, RunWriter, open_run
 from probes.runlog.lineage import resolve
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from probes.records import Record
+from probes.core.records import Record
 from probes.runlog import RunLogError, RunWriter, open_run
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from runlog_testlib import write_synthetic
 
-from probes.commands.plot import PANEL_HEIGHT, build_figure
+from probes.cli.plot import PANEL_HEIGHT, build_figure
 from probes.runlog import RunWriter, open_run
 
 pytest.importorskip("matplotlib")
@@ -65,7 +65,7 @@ def test_png_size_and_content(synthetic, tmp_path):
 def test_sources_absent_or_unknown_are_skipped(tmp_path):
     import torch
 
-    from probes.records import Record
+    from probes.core.records import Record
 
     with RunWriter(tmp_path) as w:
         w.register_source("loss", {"type": "Custom"})

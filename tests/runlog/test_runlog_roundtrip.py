@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-from probes.records import Record
+from probes.core.records import Record
 from probes.runlog import (
     CorruptShardError,
     InvalidRecordError,

@@ -17,9 +17,9 @@ import pytest
 import torch
 from runlog_testlib import step_values
 
-from probes.records import Record
+from probes.core.records import Record
 from probes.runlog import RunWriter, open_run
-from probes.runlog.format import parse_shard_name
+from probes.runlog.layout import parse_shard_name
 
 
 class Lines:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probes.records import Record
+from probes.core.records import Record
 from probes.runlog import RunWriter, open_run
 
 PAIRS = [{"name": "sky", "context": "the sky is", "keyword": "blue", "group": ""},

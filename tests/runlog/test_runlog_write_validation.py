@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from probes.records import Record
+from probes.core.records import Record
 from probes.runlog import InvalidRecordError, RunLogError, RunWriter, open_run
 
 GOOD = {"v": torch.tensor([1.0, 2.0])}
@@ -30,7 +30,7 @@ BAD = [
     (Record(1, "bad", {"v": torch.zeros(3, 3).to_sparse()}), r"is a torch.sparse_coo tensor; emit a dense"),
     (Record(1, "bad", {"v": object()}), r"'bad/v' at step 1 is a object, not a tensor"),
     (Record(1, "bad", [1, 2]), r"to be a mapping of metric name to tensor, got list"),  # type: ignore[arg-type]
-    ("not a record", r"Expected a probes.records.Record, got str"),
+    ("not a record", r"Expected a probes.core.records.Record, got str"),
 ]
 
 

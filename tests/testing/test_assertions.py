@@ -17,7 +17,7 @@ from probes.testing import (
     assert_priming_below,
     assert_probability_trend,
 )
-from probes.testing.sources import SourceData
+from probes.testing.collect import SourceData
 
 
 def keyword_data(p: list[list[float]], names=("a", "b"), first=None) -> dict[str, SourceData]:

@@ -1,17 +1,29 @@
-"""Post-hoc analysis of probe results (scipy/numpy; no Lightning import)."""
+"""Post-hoc analysis of probe results (scipy/numpy; no Lightning import).
+
+The shared statistics live here (:mod:`probes.analysis.correlation`, :mod:`probes.analysis.frequency`);
+each probe package keeps its own analysis (``probes.priming.analysis``, ``probes.choice.stages``),
+re-exported here by name, imported on first use (those modules import the shared statistics).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from probes.analysis.correlation import Correlation, correlate
 from probes.analysis.frequency import BinnedFrequency, FrequencyFit, binned_frequency, frequency_fit
-from probes.analysis.priming import (
-    CorrelationCI,
-    PrimingAnalysis,
-    analyze_priming,
-    balanced_accuracy,
-    best_threshold,
-    correlation_ci,
-    threshold_sweep,
-)
-from probes.analysis.stages import BenchmarkScores, TransferReport, load_run_scores, scores_from_probe, stage_transfer
+
+_DOMAIN: dict[str, str] = {
+    **dict.fromkeys(
+        ["CorrelationCI", "PrimingAnalysis", "analyze_priming", "balanced_accuracy", "best_threshold",
+         "correlation_ci", "threshold_sweep"],
+        "probes.priming.analysis",
+    ),
+    **dict.fromkeys(
+        ["BenchmarkScores", "TransferReport", "load_run_scores", "scores_from_probe", "stage_transfer"],
+        "probes.choice.stages",
+    ),
+}
 
 __all__ = [
     "BenchmarkScores",
@@ -33,3 +45,12 @@ __all__ = [
     "stage_transfer",
     "threshold_sweep",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _DOMAIN.get(name)
+    if module is None:
+        raise AttributeError(f"module 'probes.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

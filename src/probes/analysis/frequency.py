@@ -3,7 +3,7 @@
 pretraining frequency, so a linear gain needs exponentially more data).
 
 Inputs are plain arrays: per concept, its cumulative exposure count (from any exposure counter,
-e.g. :class:`~probes.callbacks.priming_probe.PrimingProbe`'s ``exposures``, or a string count
+e.g. :class:`~probes.priming.probe.PrimingProbe`'s ``exposures``, or a string count
 over the training text) and a score (a probe probability, a log-probability, or a benchmark
 accuracy). Concepts seen fewer than ``min_count`` times (default 1: never-seen concepts, whose
 log count is -inf) are left out of the fit and counted in ``n_excluded``.

@@ -1,14 +1,26 @@
-"""Lightning callbacks: thin glue between Trainer hooks, the engine and record sinks."""
+"""Lightning callbacks: each probe with the Trainer hooks of :mod:`probes.integrations.lightning`,
+and the Lightning sinks (run log, live console) and the IgnoreTopK remedy.
 
-from probes.callbacks.base import ProbeCallback
-from probes.callbacks.benchmark_probe import BenchmarkProbe
-from probes.callbacks.format_probe import FormatProbe
-from probes.callbacks.ifd_probe import IFDProbe
+``KeywordProbe`` here is :class:`probes.keyword.probe.KeywordProbe` plus
+:class:`~probes.integrations.lightning.ProbeCallback`; the same holds for every probe type, so a
+probe built from this module also runs in a plain loop (:mod:`probes.integrations.loop`).
+"""
+
 from probes.callbacks.ignore_topk import IgnoreTopK
-from probes.callbacks.keyword_probe import KeywordProbe
 from probes.callbacks.live_console import LiveConsole
-from probes.callbacks.priming_probe import PrimingProbe
 from probes.callbacks.run_log import RunLog
+from probes.choice import probe as _choice
+from probes.formats import probe as _formats
+from probes.ifd import probe as _ifd
+from probes.integrations.lightning import ProbeCallback, lightning_callback
+from probes.keyword import probe as _keyword
+from probes.priming import probe as _priming
+
+BenchmarkProbe = lightning_callback(_choice.BenchmarkProbe, __name__)
+FormatProbe = lightning_callback(_formats.FormatProbe, __name__)
+IFDProbe = lightning_callback(_ifd.IFDProbe, __name__)
+KeywordProbe = lightning_callback(_keyword.KeywordProbe, __name__)
+PrimingProbe = lightning_callback(_priming.PrimingProbe, __name__)
 
 __all__ = [
     "BenchmarkProbe",

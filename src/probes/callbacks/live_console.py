@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.text import Text
 from typing_extensions import override
 
-from probes.callbacks.base import ProbeCallback
 from probes.console.dashboard import AlertLevel, Dashboard
 from probes.console.display import LiveDisplay, live_stack
+from probes.integrations.lightning import ProbeCallback
 
 __all__ = ["LiveConsole"]
 
@@ -29,7 +29,7 @@ def _is_terminal(console: Console) -> bool:
 class LiveConsole(Callback):
     """Shows every probe's records on a live :class:`~probes.console.Dashboard` during ``fit``.
 
-    In ``setup`` it subscribes the dashboard to every :class:`~probes.callbacks.base.ProbeCallback`
+    In ``setup`` it subscribes the dashboard to every :class:`~probes.integrations.lightning.ProbeCallback`
     in ``trainer.callbacks``. On a terminal it draws the dashboard live: inside Lightning's
     ``RichProgressBar`` display when that bar is enabled (the bar's refresh thread draws both), or
     in a Live of its own refreshed at most ``refresh_per_second`` times per second from a

@@ -12,11 +12,11 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
-from probes.callbacks.base import ProbeCallback
-from probes.records import Record
+from probes.core.records import Record
+from probes.integrations.lightning import ProbeCallback
 from probes.runlog import Branch, RunReader, RunWriter, ShardInfo, open_run
 from probes.runlog.errors import ExistingRunError
-from probes.runlog.format import MAX_HEADER_BYTES, parse_shard_name
+from probes.runlog.layout import MAX_HEADER_BYTES, parse_shard_name
 from probes.runlog.writer import DEFAULT_MAX_HELD_BYTES
 
 __all__ = ["RunLog"]
@@ -27,7 +27,7 @@ _STATE_VERSION = 1
 class RunLog(Callback):
     """Writes the records of every probe callback of the Trainer to a run directory.
 
-    In ``setup`` it subscribes to every :class:`~probes.callbacks.base.ProbeCallback` in
+    In ``setup`` it subscribes to every :class:`~probes.integrations.lightning.ProbeCallback` in
     ``trainer.callbacks``. Records are buffered (tensors stay on their device) and flushed as a
     new immutable shard every ``flush_every_n`` records or ``flush_every_s`` seconds, whenever a
     checkpoint is saved, at ``teardown`` and in ``on_exception``; a flush stacks each metric and

@@ -18,10 +18,11 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderR
 from rich.table import Table
 
 from probes.console.host import StagedRecord, stage
-from probes.console.panels import Alert, AlertsPanel, FormatPanel, KeywordPanel, PrimingPanel, RunHeader
+from probes.console.panels import Alert, AlertsPanel, RunHeader
 from probes.console.plain import summary_line
-from probes.console.sources import FormatState, KeywordState, NewAlert, PrimingState, SourceState, state_for
-from probes.records import Record
+from probes.console.states import DashboardOptions, NewAlert, OtherState, SourceState, state_for
+from probes.core import kinds
+from probes.core.records import Record
 
 __all__ = ["Dashboard"]
 
@@ -36,16 +37,18 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 class Dashboard:
-    """Live view of probe records: run header, keyword, priming and format panels, and alerts.
+    """Live view of probe records: run header, one panel per source, and alerts.
 
-    A :class:`~probes.records.RecordSink`. Panels appear once their source has data; sources of an
-    unknown type are counted but not drawn. Host-side state stays small: the latest reading, the
-    first one (the baseline) and a bounded history per source.
+    A :class:`~probes.core.records.RecordSink`. Each source's panel is the one its probe kind
+    declares (:mod:`probes.core.kinds`: keyword, priming, format, benchmark, IFD...); panels appear
+    once their source has data; sources of a kind without a panel are counted but not drawn.
+    Host-side state stays small: the latest reading, the first one (the baseline) and a bounded
+    history per source.
 
     Args:
         title: first word of the header.
         top_n: keyword pairs shown (largest change first).
-        max_rows: priming samples and formats shown.
+        max_rows: rows of the other panels (priming samples, formats, benchmarks, IFD samples).
         history: points kept per series for sparklines (the whole run, decimated).
         keyword_metric: ``"p_seq"`` (chained probability of all keyword tokens) or ``"p_first"``.
         surprise_threshold: threshold of the priming surprise flag when the probe does not give one.
@@ -134,17 +137,17 @@ class Dashboard:
                         " Give each probe a distinct `name`."
                     )
                 return
-            self._states[source] = state_for(source, describe, history=self.history, keyword_metric=self.keyword_metric)
+            self._states[source] = state_for(source, describe, self.options)
 
     def write(self, record: Record) -> None:
         """Stage ``record`` for the next draw; never waits for the device.
 
         Raises:
-            TypeError: if ``record`` is not a :class:`~probes.records.Record`.
+            TypeError: if ``record`` is not a :class:`~probes.core.records.Record`.
             KeyError: if its source was not registered.
         """
         if not isinstance(record, Record):
-            raise TypeError(f"Expected a probes.records.Record, got {type(record).__name__}.")
+            raise TypeError(f"Expected a probes.core.records.Record, got {type(record).__name__}.")
         if record.source not in self._states:
             raise KeyError(
                 f"Record from unregistered source {record.source!r}; call"
@@ -227,6 +230,17 @@ class Dashboard:
         with self._lock:
             return sorted(self._alerts.values(), key=lambda a: a.seq)
 
+    @property
+    def options(self) -> DashboardOptions:
+        """The settings the kinds' states and panels read."""
+        return DashboardOptions(
+            top_n=self.top_n,
+            max_rows=self.max_rows,
+            history=self.history,
+            keyword_metric=self.keyword_metric,
+            surprise_threshold=self.surprise_threshold,
+        )
+
     def header(self) -> RunHeader:
         """The run header's values now."""
         with self._lock:
@@ -244,28 +258,23 @@ class Dashboard:
         """One plain-text line summarising every source (for logs and non-terminal output)."""
         self.drain()
         with self._lock:
-            return summary_line(self.header(), list(self._states.values()), len(self._alerts))
+            return summary_line(self.header(), list(self._states.values()), len(self._alerts), options=self.options)
 
     def __rich__(self) -> RenderableType:
         self.drain()
         with self._lock:
-            main: list[RenderableType] = []
-            side: list[RenderableType] = []
+            columns: dict[str, list[RenderableType]] = {"main": [], "side": []}
+            options = self.options
             for s in self._states.values():
-                if not s.has_data:
+                kind = kinds.of(s.describe)
+                if not s.has_data or kind.panel is None or isinstance(s, OtherState):
                     continue
                 try:
-                    if isinstance(s, KeywordState):
-                        main.append(KeywordPanel(s, top_n=self.top_n).__rich__())
-                    elif isinstance(s, PrimingState):
-                        panel = PrimingPanel(s, max_rows=self.max_rows, threshold=self.surprise_threshold)
-                        side.append(panel.__rich__())
-                    elif isinstance(s, FormatState):
-                        side.append(FormatPanel(s, max_rows=self.max_rows).__rich__())
+                    columns[kind.column].append(kind.panel(s, options))
                 except Exception as err:  # drawing runs in a refresh thread: report, never raise
                     self._add_alert(f"{s.source}/draw", f"{s.source}: cannot draw: {err!r}", s.step, "error")
             alerts = AlertsPanel(self.alerts, max_alerts=self.max_alerts).__rich__() if self._alerts else None
-            return _Layout(self.header().__rich__(), main, side, alerts, self.wide_at)
+            return _Layout(self.header().__rich__(), columns["main"], columns["side"], alerts, self.wide_at)
 
     # -- internals ----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import torch
 
-from probes.records import Record
+from probes.core.records import Record
 
 __all__ = ["StagedRecord", "stage"]
 

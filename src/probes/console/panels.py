@@ -1,7 +1,9 @@
-"""The dashboard's panels. Each reads one source state and renders itself through ``__rich__``.
+"""The dashboard's shell (run header, alerts) and the building blocks of every kind's panel.
 
-Panels are built under the dashboard's lock and hold only host values once built, so the rich
-objects they return can be drawn from any thread.
+Each probe kind (:mod:`probes.core.kinds`) declares its own panel in its package; the panels build
+their tables with :func:`panel_table`, :func:`name_column` and :func:`name_cell` so that every
+panel narrows the same way. Panels are built under the dashboard's lock and hold only host values
+once built, so the rich objects they return can be drawn from any thread.
 """
 
 from __future__ import annotations
@@ -11,41 +13,57 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from probes.console.fmt import MISSING, fmt_count, fmt_duration, fmt_prob, fmt_rate, fmt_ratio, fmt_share
-from probes.console.sources import FormatState, KeywordState, PrimingState
-from probes.console.sparkline import ShareBar, Sparkline, sparkline_text
+from probes.console.numbers import MISSING, fmt_count, fmt_duration, fmt_rate
 
-__all__ = ["Alert", "AlertsPanel", "FormatPanel", "KeywordPanel", "PrimingPanel", "RunHeader"]
+__all__ = [
+    "BOX",
+    "Alert",
+    "AlertsPanel",
+    "RunHeader",
+    "name_cell",
+    "name_column",
+    "panel",
+    "panel_table",
+    "ratio_style",
+]
 
-_BOX = box.ROUNDED
+BOX = box.ROUNDED
 
 
-def _table(*, caption: str | None = None) -> Table:
+def panel_table(*, caption: str | None = None) -> Table:
+    """The borderless, full-width table inside a kind's panel (``caption``: a note under it)."""
     return Table(
         box=None, expand=True, pad_edge=False, show_edge=False, padding=(0, 1), caption=caption, caption_justify="left"
     )
 
 
-def _name_column(table: Table, header: str, *, max_width: int) -> None:
+def name_column(table: Table, header: str, *, max_width: int) -> None:
     """The name column: the only one that gives way on a narrow console. It is collapsible (not
-    ``no_wrap``) so rich narrows it first, while each cell is a one-line :func:`_name` that ends
-    in an ellipsis where it is cut; the figures beside it keep their full width."""
+    ``no_wrap``) so rich narrows it first, while each cell is a one-line :func:`name_cell` that
+    ends in an ellipsis where it is cut; the figures beside it keep their full width."""
     table.add_column(header, min_width=6, max_width=max_width)
 
 
-def _name(name: str) -> Text:
+def name_cell(name: str) -> Text:
+    """A cell of the name column (one line, cut with an ellipsis)."""
     return Text(name, no_wrap=True, overflow="ellipsis")
 
 
-def _ratio_style(r: float) -> str:
+def ratio_style(r: float) -> str:
+    """Green for a ratio above 1, red below, bold red when not finite."""
     if not math.isfinite(r):
         return "bold red"
     return "green" if r > 1.0 else "red" if r < 1.0 else ""
+
+
+def panel(body: RenderableType, title: str, border_style: str) -> Panel:
+    """A kind's panel: ``body`` in a rounded box titled top left."""
+    return Panel(body, title=title, title_align="left", box=BOX, border_style=border_style)
 
 
 @dataclass
@@ -90,155 +108,6 @@ class RunHeader:
         return text
 
 
-class KeywordPanel:
-    """The pairs whose probability moved most since the first reading.
-
-    Args:
-        state: the keyword source.
-        top_n: rows shown.
-    """
-
-    def __init__(self, state: KeywordState, *, top_n: int) -> None:
-        self.state = state
-        self.top_n = top_n
-
-    def __rich__(self) -> Panel:
-        s = self.state
-        rows = s.top(self.top_n)
-        label = "p_seq" if s.metric == "p_seq" else "p_first"
-        table = _table()
-        _name_column(table, "pair", max_width=40)
-        table.add_column(label, justify="right", no_wrap=True)
-        table.add_column(f"step {s.base_step}", justify="right", no_wrap=True)
-        table.add_column("change", justify="right", no_wrap=True)
-        table.add_column("trend", no_wrap=True, ratio=1, min_width=4)
-        for name, p, base, series in rows:
-            r = p / base if base > 0 else math.inf
-            table.add_row(
-                _name(name), fmt_prob(p), fmt_prob(base), Text(fmt_ratio(r), style=_ratio_style(r)), Sparkline(series)
-            )
-        title = f"{s.source} · top {len(rows)} of {len(s.names)} pairs by change"
-        return Panel(table, title=title, title_align="left", box=_BOX, border_style="blue")
-
-
-class PrimingPanel:
-    """Memorization and priming per learning sample, with the surprise flag.
-
-    Args:
-        state: the priming source.
-        max_rows: samples shown (the rest are counted in the caption).
-        threshold: surprise threshold shown when the probe's ``describe`` has none.
-    """
-
-    def __init__(self, state: PrimingState, *, max_rows: int, threshold: float) -> None:
-        self.state = state
-        self.max_rows = max_rows
-        self.threshold = threshold
-
-    def __rich__(self) -> Panel:
-        s = self.state
-        n = len(s.names)
-        shown = min(n, self.max_rows)
-        thr = s.threshold if s.threshold is not None else self.threshold
-        table = _table(caption=f"+{n - shown} more samples" if n > shown else None)
-        _name_column(table, "sample", max_width=32)
-        for head in ("p before", "p now", "s_mem", "s_prime", "exp"):
-            table.add_column(head, justify="right", no_wrap=True)
-        table.add_column("surprise", no_wrap=True)
-        table.add_column("trend", no_wrap=True, ratio=1, min_width=4)
-        for i in range(shown):
-            has_base = s.value("has_baseline", i) == 1.0 or "has_baseline" not in s.latest
-            p_before = s.value("p_before", i)
-            flag = s.value("surprising", i)
-            surprising = flag == 1.0 if math.isfinite(flag) else (has_base and p_before < thr)
-            exposures = s.value("exposures", i)
-            s_mem, s_prime = s.value("s_mem", i), s.value("s_prime", i)
-            table.add_row(
-                _name(s.names[i]),
-                fmt_prob(p_before) if has_base and math.isfinite(p_before) else MISSING,
-                fmt_prob(s.value("p_learn", i)),
-                Text(fmt_ratio(s_mem), style=_ratio_style(s_mem)) if has_base else MISSING,
-                Text(fmt_ratio(s_prime), style=_ratio_style(s_prime)) if has_base else MISSING,
-                str(int(exposures)) if math.isfinite(exposures) else MISSING,
-                Text("yes", style="bold magenta") if surprising else Text("no", style="dim"),
-                Sparkline(s.trend(i)),
-            )
-        title = f"{s.source} · surprising: p before < {thr:.0e}"
-        return Panel(table, title=title, title_align="left", box=_BOX, border_style="magenta")
-
-
-class FormatPanel:
-    """Format distribution bars, entropy sparkline, dominant format and the collapse banner.
-
-    Args:
-        state: the format source.
-        max_rows: formats shown (largest shares first when there are more).
-    """
-
-    def __init__(self, state: FormatState, *, max_rows: int) -> None:
-        self.state = state
-        self.max_rows = max_rows
-
-    def _title(self) -> str:
-        s = self.state
-        parts = [
-            s.source,
-            f"H {s.scalar('entropy_bits'):.2f} bits",
-            f"norm {s.scalar('norm_entropy'):.2f}",
-            f"eff {s.scalar('eff_formats'):.2f}",
-        ]
-        n = s.scalar("n")
-        if math.isfinite(n) and n > 0:
-            parts.append(f"n {int(n)}")
-        return " · ".join(parts)
-
-    def _footer(self) -> Text:
-        s = self.state
-        _, entropy = s.entropy_bits.series()
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append("dominant ", style="dim")
-        text.append(f"{s.dominant_name} {fmt_share(s.scalar('dominant_share'))}", style="bold")
-        text.append(s.share_basis, style="dim")
-        text.append("  entropy ", style="dim")
-        text.append(sparkline_text(entropy, 24), style="yellow")
-        text.append(f" {entropy[0]:.2f}→{entropy[-1]:.2f} bits" if entropy else "")
-        kl = s.scalar("kl_from_first")
-        if math.isfinite(kl):
-            text.append("  KL from first ", style="dim")
-            text.append(f"{kl:.3f}")
-        return text
-
-    def __rich__(self) -> Panel:
-        s = self.state
-        dist = s.latest.get("dist", [])
-        order = sorted(range(len(dist)), key=lambda i: -dist[i] if math.isfinite(dist[i]) else math.inf)
-        shown = sorted(order[: self.max_rows])
-        extra = [k for k in ("mean_reward", "accuracy") if any(math.isfinite(v) for v in s.latest.get(k, [math.nan]))]
-        table = _table(caption=f"+{len(dist) - len(shown)} more formats" if len(dist) > len(shown) else None)
-        table.add_column("format", no_wrap=True, overflow="ellipsis", min_width=5, max_width=24)
-        table.add_column("share", justify="right", no_wrap=True)
-        for k in extra:
-            table.add_column("reward" if k == "mean_reward" else "acc", justify="right", no_wrap=True)
-        table.add_column("", no_wrap=True, ratio=1)
-        dominant = int(s.scalar("dominant")) if math.isfinite(s.scalar("dominant")) else -1
-        for i in shown:
-            style = "bold green" if i == dominant else "green"
-            cells: list[RenderableType] = [s.names[i], fmt_share(dist[i])]
-            for k in extra:
-                v = s.latest[k][i] if i < len(s.latest[k]) else math.nan
-                cells.append(f"{v:.2f}" if math.isfinite(v) else MISSING)
-            table.add_row(*cells, ShareBar(dist[i], style=style))
-        parts: list[RenderableType] = []
-        if s.collapsed:
-            banner = (
-                f"COLLAPSED to {s.dominant_name} ({fmt_share(s.scalar('dominant_share'))}) since step {s.collapse_step}"
-            )
-            parts.append(Text(banner, style="bold white on red", justify="center", no_wrap=True, overflow="ellipsis"))
-        parts += [table, self._footer()]
-        border = "red" if s.collapsed else "green"
-        return Panel(Group(*parts), title=self._title(), title_align="left", box=_BOX, border_style=border)
-
-
 class AlertsPanel:
     """The most recent alerts, oldest first.
 
@@ -261,4 +130,4 @@ class AlertsPanel:
             if a.count > 1:
                 text.append(f" (×{a.count})", style="dim")
             grid.add_row(Text(where, style="dim"), text)
-        return Panel(grid, title=f"alerts ({self.total})", title_align="left", box=_BOX, border_style="red")
+        return Panel(grid, title=f"alerts ({self.total})", title_align="left", box=BOX, border_style="red")

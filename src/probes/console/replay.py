@@ -18,7 +18,7 @@ from rich.console import Console
 
 from probes.console.dashboard import Dashboard
 from probes.console.display import LiveDisplay
-from probes.records import Record
+from probes.core.records import Record
 
 __all__ = ["by_step", "follow", "replay"]
 

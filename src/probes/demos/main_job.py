@@ -29,18 +29,16 @@ import torch
 from lightning.pytorch.callbacks import RichProgressBar
 from rich.console import Console
 
-from probes.callbacks.format_probe import FormatProbe
-from probes.callbacks.keyword_probe import KeywordProbe
+from probes.callbacks import FormatProbe, KeywordProbe, PrimingProbe
 from probes.callbacks.live_console import LiveConsole
-from probes.callbacks.priming_probe import PrimingProbe
 from probes.callbacks.run_log import RunLog
-from probes.collapse import CollapseCriterion, FormatCollapseWarning
 from probes.demos.corpus import THEMES
 from probes.demos.lm import TinyLM, corpus_loader
 from probes.demos.rl import ARITHMETIC_FORMATS, ArithmeticTask, FormatRL, pretrain_policy
 from probes.demos.tokenizer import ByteTokenizer
-from probes.injection import InjectedLoader
-from probes.learning import LearningSample
+from probes.formats.collapse import CollapseCriterion, FormatCollapseWarning
+from probes.priming.injection import InjectedLoader
+from probes.priming.spec import LearningSample
 
 __all__ = ["DemoConfig", "DemoResult", "demo_facts", "demo_pairs", "quick_config", "run_demo"]
 

@@ -22,7 +22,7 @@ absolute changes. Variants:
 
 * ``plain``: 3 presentations (the minimum the paper's protocol uses); ``long``: 10;
 * ``ignore_topk``: ``plain`` with :class:`~probes.callbacks.IgnoreTopK` (k = 8%);
-* ``stepping_stones``: ``plain`` with the text augmented by :func:`probes.augment.stepping_stone_text`
+* ``stepping_stones``: ``plain`` with the text augmented by :func:`probes.priming.augment.stepping_stone_text`
   (two ordinary attributes of the theme on the way to the keyword);
 * ``control``: the same continued training without the sample (the drift of every score when
   nothing is learned).
@@ -43,15 +43,15 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 import torch
 
-from probes.augment import stepping_stone_text
+from probes.callbacks import PrimingProbe
 from probes.callbacks.ignore_topk import IgnoreTopK
-from probes.callbacks.priming_probe import PrimingProbe
 from probes.demos.corpus import THEMES, Theme, WindowDataset
 from probes.demos.lm import ContinuedLM, TinyLM
 from probes.demos.tiny_gpt import GPTConfig
 from probes.demos.tokenizer import ByteTokenizer
-from probes.injection import InjectedLoader
-from probes.learning import LearningSample
+from probes.priming.augment import stepping_stone_text
+from probes.priming.injection import InjectedLoader
+from probes.priming.spec import LearningSample
 
 __all__ = [
     "LEVELS",

@@ -9,7 +9,7 @@ formats, and one of them earns more reward.
 one update per batch) and a correctness reward, with manual optimization, optionally with a KL
 penalty toward the initial policy. Its ``training_step`` returns the rollouts under
 ``"completions"`` / ``"rewards"`` / ``"correct"``, which is what
-:class:`~probes.callbacks.format_probe.FormatProbe` in rollout mode reads.
+:class:`~probes.formats.probe.FormatProbe` in rollout mode reads.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from probes.demos.tiny_gpt import GPTConfig, TinyGPT
 from probes.demos.tokenizer import ByteTokenizer
-from probes.formats import Format, FormatSpec
-from probes.sampling import SamplerConfig, sample_ids
+from probes.formats.sampling import SamplerConfig, sample_ids
+from probes.formats.spec import Format, FormatSpec
 
 __all__ = [
     "ARITHMETIC_FORMATS",

@@ -40,10 +40,10 @@ import numpy as np
 import torch
 from scipy import stats
 
-from probes.callbacks.format_probe import FormatProbe
-from probes.collapse import CollapseCriterion, FormatCollapseWarning
+from probes.callbacks import FormatProbe
 from probes.demos.rl import ARITHMETIC_FORMATS, ArithmeticTask, FormatRL, pretrain_policy
 from probes.demos.tokenizer import ByteTokenizer
+from probes.formats.collapse import CollapseCriterion, FormatCollapseWarning
 
 __all__ = ["CONDITIONS", "Condition", "RLRun", "format_rl_table", "run_condition", "run_rl_study", "summarize_rl"]
 

@@ -1,12 +1,13 @@
 """Pure math on tensors and arrays: no Lightning, rich or safetensors imports."""
 
-from probes.functional.calibration import (
+from probes.choice.calibration import (
     choice_stats,
     expected_calibration_error,
     grouped_expected_calibration_error,
     reliability_bins,
 )
-from probes.functional.entropy import (
+from probes.core.scoring import checked_target_logprobs, target_logprobs, target_ranks
+from probes.formats.entropy import (
     distribution_summary,
     effective_number,
     entropy,
@@ -15,9 +16,8 @@ from probes.functional.entropy import (
     normalize,
     normalized_entropy,
 )
-from probes.functional.exposure import count_occurrences
-from probes.functional.priming import PrimingScores, group_logmeanexp, priming_scores
-from probes.functional.scoring import checked_target_logprobs, target_logprobs, target_ranks
+from probes.priming.exposure import count_occurrences
+from probes.priming.scores import PrimingScores, group_logmeanexp, priming_scores
 
 __all__ = [
     "PrimingScores",

@@ -14,7 +14,7 @@ from probes.runlog.errors import (
     UnsafeEntryError,
     UnsupportedSchemaError,
 )
-from probes.runlog.format import FORMAT_NAME, SCHEMA_VERSION
+from probes.runlog.layout import FORMAT_NAME, SCHEMA_VERSION
 from probes.runlog.lineage import Branch
 from probes.runlog.reader import RunReader, UnknownMetricError, open_run
 from probes.runlog.writer import RunWriter, ShardInfo

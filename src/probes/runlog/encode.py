@@ -1,7 +1,7 @@
 """Turning one flush (a :class:`Job`) into the bytes of one shard, and sizing shard headers.
 
 The header (tensor table plus ``__metadata__``) is what the reader caps
-(:data:`probes.runlog.format.MAX_HEADER_BYTES`); :func:`header_estimate` bounds a source's share
+(:data:`probes.runlog.layout.MAX_HEADER_BYTES`); :func:`header_estimate` bounds a source's share
 of it from above, so the writer can split a flush into several shards, or refuse a source at
 ``register_source``/``write()``, instead of ever writing a header its reader refuses.
 """
@@ -17,7 +17,7 @@ from typing import Any, Optional
 import torch
 from safetensors.torch import save as _st_save
 
-from probes.runlog import format as fmt
+from probes.runlog import layout as fmt
 from probes.runlog.errors import RunLogError
 from probes.runlog.stacking import compact, st_dtype
 

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from probes.runlog import format as fmt
+from probes.runlog import layout as fmt
 from probes.runlog.errors import RunLogError, UnsafeEntryError
 
 try:  # POSIX advisory locks; without them (Windows) a second writer is not detected

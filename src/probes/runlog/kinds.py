@@ -1,9 +1,11 @@
-"""The documented record schema of each probe type (``docs/records.md``), as data and one check.
+"""The documented record schema of each probe type (``docs/records.md``), checked in one place.
 
-Both sides use :func:`schema_problem`: the writer refuses a record that breaks its probe type's
-schema at ``write()``, and the reader refuses (strict) or skips (lenient) a shard whose blocks
-break it, so summary, replay, plot and export can index the metrics of a known probe type without
-guarding every access. Metrics not listed here are free; listed metrics that are absent are fine.
+Each probe kind (:mod:`probes.core.kinds`) declares its schema in its own package: metric ->
+allowed safetensors dtypes and one axis per dimension (pairs, samples, benchmarks...). Both sides
+use :func:`schema_problem`: the writer refuses a record that breaks its probe type's schema at
+``write()``, and the reader refuses (strict) or skips (lenient) a shard whose blocks break it, so
+summary, replay, plot and export can index the metrics of a known probe type without guarding
+every access. Metrics not listed are free; listed metrics that are absent are fine.
 """
 
 from __future__ import annotations
@@ -11,103 +13,62 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
-from probes.runlog.labels import kind_of
+from probes.core import kinds
+from probes.core.kinds import BOOL, FLOAT, INT, NUMBER
 
-__all__ = ["SCHEMAS", "schema_problem"]
-
-FLOAT = frozenset({"F16", "BF16", "F32", "F64"})
-INT = frozenset({"I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64"})
-NUMBER = FLOAT | INT
-BOOL = frozenset({"BOOL"})
-
-# kind -> metric -> (allowed safetensors dtypes, per-record ndim); ndim-1 metrics share one length
-SCHEMAS: dict[str, dict[str, tuple[frozenset[str], int]]] = {
-    "keyword": {
-        "p_first": (NUMBER, 1),
-        "logp_first": (NUMBER, 1),
-        "logp_seq": (NUMBER, 1),
-        "rank": (NUMBER, 1),
-        "nonfinite": (BOOL | NUMBER, 1),
-    },
-    "priming": {
-        **{
-            m: (NUMBER, 1)
-            for m in (
-                "p_learn", "p_before", "s_mem", "s_prime", "log10_s_mem", "log10_s_prime",
-                "median_prime_ratio", "delta_p_learn", "delta_p_prime", "exposures",
-                "log10_s_mem_seq", "log10_s_prime_seq", "log10_p_before_seq",
-                "log10_s_mem_first", "log10_s_prime_first", "log10_p_before_first",
-            )
-        },
-        "nonfinite": (BOOL | NUMBER, 1),
-        "surprising": (BOOL | NUMBER, 1),
-        "has_baseline": (BOOL | NUMBER, 1),
-    },
-    "format": {
-        "dist": (NUMBER, 1),
-        "mean_reward": (NUMBER, 1),
-        "accuracy": (NUMBER, 1),
-        **{
-            m: (NUMBER, 0)
-            for m in (
-                "entropy_nats", "entropy_bits", "norm_entropy", "eff_formats", "dominant",
-                "dominant_share", "kl_from_first", "unclassified", "n",
-            )
-        },
-        "collapsed": (BOOL | NUMBER, 0),
-    },
-}
-
-_ELEMENTS = {"keyword": "pairs", "priming": "samples", "format": "formats + 'other'"}
+__all__ = ["BOOL", "FLOAT", "INT", "NUMBER", "schema_problem"]
 
 
-def _expected_length(kind: str, describe: Mapping[str, Any]) -> Optional[int]:
-    if kind == "keyword":
-        probe_set = describe.get("probe_set")
-        items = probe_set.get("pairs") if isinstance(probe_set, Mapping) else None
-        extra = 0
-    elif kind == "priming":
-        items, extra = describe.get("samples"), 0
-    else:
-        items, extra = describe.get("formats"), 1
-    if isinstance(items, Sequence) and not isinstance(items, (str, bytes)):
-        return len(items) + extra
-    return None
+def _singular(axis: str) -> str:
+    return axis[:-1] if axis.endswith("s") else axis
 
 
 def schema_problem(describe: Mapping[str, Any], metrics: Mapping[str, tuple[str, Sequence[int]]]) -> Optional[str]:
     """Why ``metrics`` (name -> (safetensors dtype, per-record shape)) break the documented
     schema of the probe type named by ``describe["type"]``, or None when they do not (and for
-    probe types without a documented schema)."""
-    kind = kind_of(describe) if isinstance(describe, Mapping) else "other"
-    schema = SCHEMAS.get(kind)
-    if schema is None:
+    probe types without a documented schema).
+
+    Every dimension of a metric is one of its kind's axes: metrics on the same axis have as many
+    elements as each other, and as ``describe()`` names when it names them.
+    """
+    kind = kinds.of(describe)
+    if not kind.schema:
         return None
-    length: Optional[tuple[str, int]] = None
-    want = _expected_length(kind, describe)
+    what = describe.get("type")
+    lengths: dict[str, tuple[str, int]] = {}  # axis -> (first metric seen on it, its length)
+    named: dict[str, Optional[int]] = {}  # axis -> how many elements describe() names (None: it does not say)
     for name, (dtype, shape) in metrics.items():
-        rule = schema.get(name)
+        rule = kind.schema.get(name)
         if rule is None:
             continue
-        allowed, ndim = rule
-        if dtype not in allowed:
-            return (
-                f"{describe.get('type')} metric {name!r} has dtype {dtype}, the documented schema allows"
-                f" {sorted(allowed)}"
+        if dtype not in rule.dtypes:
+            return f"{what} metric {name!r} has dtype {dtype}, the documented schema allows {sorted(rule.dtypes)}"
+        if len(shape) != len(rule.axes):
+            expected = (
+                "a scalar per record"
+                if not rule.axes
+                else "a vector of " + rule.axes[0] + " per record"
+                if len(rule.axes) == 1
+                else f"a {' x '.join(rule.axes)} array per record"
             )
-        if len(shape) != ndim:
-            what = "a scalar per record" if ndim == 0 else f"a vector of {_ELEMENTS[kind]} per record"
-            return f"{describe.get('type')} metric {name!r} has per-record shape {list(shape)}, but it is {what}"
-        if ndim == 1:
-            if length is not None and shape[0] != length[1]:
+            return f"{what} metric {name!r} has per-record shape {list(shape)}, but it is {expected}"
+        for axis, n in zip(rule.axes, shape):
+            seen = lengths.get(axis)
+            if seen is not None and n != seen[1]:
                 return (
-                    f"{describe.get('type')} metrics {length[0]!r} and {name!r} have {length[1]} and {shape[0]}"
-                    f" elements; every per-element metric has one element per {_ELEMENTS[kind][:-1]}"
+                    f"{what} metrics {seen[0]!r} and {name!r} have {seen[1]} and {n} elements; every metric over"
+                    f" {axis} has one element per {_singular(axis)}"
                 )
-            length = (name, int(shape[0]))
-            if want is not None and shape[0] != want:
-                return (
-                    f"{describe.get('type')} metric {name!r} has {shape[0]} elements but describe() lists"
-                    f" {want} {_ELEMENTS[kind]}"
-                )
+            lengths[axis] = (name, int(n))
+            if axis not in named:
+                named[axis] = kind.length(describe, axis)
+            want = named[axis]
+            if want is not None and n != want:
+                return f"{what} metric {name!r} has {n} elements but describe() lists {want} {axis}"
     return None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SCHEMAS":  # short kind name -> {metric: Metric}, as a dict (read from the registry)
+        return {k.key: dict(k.schema) for k in kinds.kinds() if k.schema}
+    raise AttributeError(f"module 'probes.runlog.kinds' has no attribute {name!r}")

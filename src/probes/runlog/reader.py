@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from probes.runlog import format as fmt
+from probes.runlog import layout as fmt
 from probes.runlog.errors import CorruptShardError, RunLogError, RunLogWarning
 from probes.runlog.kinds import schema_problem
 from probes.runlog.lineage import Branch, lineage, resolve
 from probes.runlog.shard import _NP_DTYPE, DEFAULT_MAX_HEADER_BYTES, Shard
 
 if TYPE_CHECKING:
-    from probes.records import Record
+    from probes.core.records import Record
 
 __all__ = ["RunReader", "UnknownMetricError", "open_run"]
 
@@ -566,7 +566,7 @@ class RunReader:
         stop: Optional[int] = None,
         chunk: int = 1024,
     ) -> Iterator[Record]:
-        """Rebuild :class:`~probes.records.Record` objects in step order, for replay.
+        """Rebuild :class:`~probes.core.records.Record` objects in step order, for replay.
 
         Args:
             source: one source, several, or None for all (merged by step, then source order).
@@ -590,7 +590,7 @@ class RunReader:
         yield from heapq.merge(*iters, key=lambda r: (r.step, order[r.source]))
 
     def _records_of(self, source: str, start: Optional[int], stop: Optional[int], chunk: int) -> Iterator[Record]:
-        from probes.records import Record
+        from probes.core.records import Record
 
         idx = self._index[source]
         i0, i1 = self._range(idx, start, stop)

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from probes.runlog import format as fmt
+from probes.runlog import layout as fmt
 from probes.runlog.errors import CorruptShardError, UnsupportedSchemaError
 from probes.runlog.files import open_entry
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from probes.runlog import format as fmt
+from probes.runlog import layout as fmt
 
 __all__ = ["SUPPORTED", "compact", "st_dtype"]
 

@@ -16,8 +16,8 @@ from typing import Any, Optional
 
 import torch
 
-from probes.records import Record
-from probes.runlog import format as fmt
+from probes.core.records import Record
+from probes.runlog import layout as fmt
 from probes.runlog.errors import InvalidRecordError
 from probes.runlog.kinds import schema_problem
 from probes.runlog.stacking import SUPPORTED
@@ -96,7 +96,7 @@ def _header(record: Any) -> tuple[str, int, int, Mapping[str, Any]]:
     for attr in ("step", "source", "tensors", "epoch"):
         if not hasattr(record, attr):
             raise InvalidRecordError(
-                f"Expected a probes.records.Record, got {type(record).__name__} without `{attr}`."
+                f"Expected a probes.core.records.Record, got {type(record).__name__} without `{attr}`."
             )
     source = record.source
     check_source_name(source)

@@ -32,7 +32,7 @@ def read_labelled(
     """
     source = name.split("/", 1)[0]
     steps, values = run.read(name, start=start, stop=stop)
-    labels = element_labels(run.describe(source), values.shape[1:])
+    labels = element_labels(run.describe(source), values.shape[1:], metric=name.split("/", 1)[1])
     flat = values.reshape(len(steps), -1) if values.ndim > 1 else values.reshape(len(steps), 1)
     return steps, {label: flat[:, j].copy() for j, label in enumerate(labels)}
 

@@ -30,8 +30,8 @@ from typing import Any, Optional
 
 import torch
 
-from probes.records import Record
-from probes.runlog import format as fmt
+from probes.core.records import Record
+from probes.runlog import layout as fmt
 from probes.runlog.encode import Block, Job, header_estimate, json_size
 from probes.runlog.errors import ExistingRunError, RunLogError
 from probes.runlog.faults import ON_ERROR, Outbox
@@ -69,7 +69,7 @@ class ShardInfo:
 class RunWriter:
     """Writes probe records to a run directory as numbered safetensors shards.
 
-    It is a :class:`~probes.records.RecordSink`: probes call :meth:`register_source` once and
+    It is a :class:`~probes.core.records.RecordSink`: probes call :meth:`register_source` once and
     :meth:`write` per record. Records are validated at :meth:`write` (a bad one is refused with
     :class:`~probes.runlog.errors.InvalidRecordError`, a ``ValueError``, and affects nothing else),
     buffered, and flushed as a new shard every ``flush_every_n`` records or ``flush_every_s``
@@ -105,7 +105,7 @@ class RunWriter:
         retry_backoff_s: first backoff, in seconds.
         max_held_bytes: most bytes of records held in memory while the disk is unwritable.
         max_header_bytes: the header cap the shards are written under (the reader's default is
-            the same :data:`probes.runlog.format.MAX_HEADER_BYTES`; raise both together).
+            the same :data:`probes.runlog.layout.MAX_HEADER_BYTES`; raise both together).
 
     Raises:
         ValueError: an invalid argument (named in the message).

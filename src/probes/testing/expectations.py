@@ -3,13 +3,16 @@
 Each expectation is evaluated on every new record of the probe type it concerns (one host copy
 of that record; nothing else is synchronised), by the same functions as the assertion helpers,
 so a test and a live check agree on what "learned" or "collapsed" means.
+
+The expectations about one probe type are declared by its probe kind, in its own package
+(:mod:`probes.core.kinds`; e.g. :class:`KeywordLearned` in ``probes.keyword.view``); attribute
+access on this module finds those of every registered kind by class name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
 import lightning.pytorch as pl
 import numpy as np
@@ -17,14 +20,25 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
-from probes.callbacks.base import ProbeCallback
-from probes.records import Record
-from probes.testing import assertions as A
-from probes.testing.sources import SourceData
+# the built-in kinds' expectations, importable from here as they always were
+from probes.choice.view import AboveChance, Calibrated
+from probes.core import kinds
+from probes.core.kinds import Expectation
+from probes.core.records import Record
+from probes.formats.view import NoFormatCollapse
+from probes.ifd.view import FlaggedAtMost, IFDBelow
+from probes.integrations.lightning import ProbeCallback
+from probes.keyword.view import KeywordLearned
+from probes.priming.view import PrimingBelow
+from probes.testing.collect import SourceData
 
 __all__ = [
+    "AboveChance",
+    "Calibrated",
     "Expectation",
     "ExpectationFailed",
+    "FlaggedAtMost",
+    "IFDBelow",
     "KeywordLearned",
     "NoFormatCollapse",
     "PrimingBelow",
@@ -38,92 +52,13 @@ class ExpectationFailed(AssertionError):
     """Raised by :class:`ProbeExpectations` with ``action="raise"``."""
 
 
-@dataclass(frozen=True)
-class Expectation:
-    """Base: ``kind`` is the probe type it reads; :meth:`check` returns a failure message or None."""
-
-    kind = ""
-
-    @property
-    def label(self) -> str:
-        return type(self).__name__
-
-    def check(self, data: SourceData) -> Optional[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class KeywordLearned(Expectation):
-    """By optimizer step ``by_step``, P(keyword of ``pair`` | context) >= ``min_prob``."""
-
-    pair: Union[str, int]
-    by_step: int
-    min_prob: float = 0.5
-    by: A.By = "seq"
-    kind = "KeywordProbe"
-
-    @property
-    def label(self) -> str:
-        return f"KeywordLearned({self.pair!r}, by_step={self.by_step}, min_prob={self.min_prob})"
-
-    def check(self, data: SourceData) -> Optional[str]:
-        step = int(data.steps[-1])
-        if step < self.by_step:
-            return None
-        try:
-            A.assert_keyword_learned(_as_sources(data), self.pair, min_prob=self.min_prob, by=self.by)
-        except AssertionError as e:
-            return str(e)
-        return None
-
-
-@dataclass(frozen=True)
-class PrimingBelow(Expectation):
-    """S_prime (or ``metric``) of the chosen samples never exceeds ``max_value``."""
-
-    max_value: float
-    samples: Optional[tuple[Union[str, int], ...]] = None
-    metric: str = "s_prime"
-    kind = "PrimingProbe"
-
-    @property
-    def label(self) -> str:
-        return f"PrimingBelow({self.metric} <= {self.max_value})"
-
-    def check(self, data: SourceData) -> Optional[str]:
-        try:
-            A.assert_priming_below(_as_sources(data), self.max_value, samples=self.samples, metric=self.metric)
-        except AssertionError as e:
-            return str(e)
-        return None
-
-
-@dataclass(frozen=True)
-class NoFormatCollapse(Expectation):
-    """The format entropy stays >= ``min_entropy_bits`` and/or the dominant share <= ``max_dominant_share``."""
-
-    min_entropy_bits: Optional[float] = 0.5
-    max_dominant_share: Optional[float] = None
-    kind = "FormatProbe"
-
-    @property
-    def label(self) -> str:
-        return (
-            f"NoFormatCollapse(min_entropy_bits={self.min_entropy_bits}, max_dominant_share={self.max_dominant_share})"
-        )
-
-    def check(self, data: SourceData) -> Optional[str]:
-        try:
-            A.assert_no_format_collapse(
-                _as_sources(data), min_entropy_bits=self.min_entropy_bits, max_dominant_share=self.max_dominant_share
-            )
-        except AssertionError as e:
-            return str(e)
-        return None
-
-
-def _as_sources(data: SourceData) -> dict[str, SourceData]:
-    return {data.source: data}
+def __getattr__(name: str) -> Any:
+    """An expectation class a registered probe kind declares, by its class name."""
+    for kind in kinds.kinds():
+        for cls in kind.expectations:
+            if cls.__name__ == name:
+                return cls
+    raise AttributeError(f"module 'probes.testing.expectations' has no attribute {name!r}")
 
 
 def _single(record: Record, describe: Mapping[str, Any]) -> SourceData:
@@ -139,8 +74,10 @@ class ProbeExpectations(Callback):
     every rank.
 
     Args:
-        expectations: :class:`KeywordLearned`, :class:`PrimingBelow`, :class:`NoFormatCollapse`
-            (or your own :class:`Expectation` subclasses).
+        expectations: :class:`Expectation` objects: those of the probe kinds
+            (:class:`KeywordLearned`, :class:`PrimingBelow`, :class:`NoFormatCollapse`,
+            :class:`AboveChance`, :class:`Calibrated`, :class:`IFDBelow`, :class:`FlaggedAtMost`),
+            or your own subclasses; each reads the sources of the probe type its ``kind`` names.
         action: ``"raise"`` (:class:`ExpectationFailed` at the failing step), ``"stop"`` (ask the
             trainer to stop), or ``"warn"`` (warn once per expectation and continue).
         source: only read records of this probe source (default: every source of the right type).

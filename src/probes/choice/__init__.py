@@ -1,0 +1,2 @@
+"""Multiple-choice benchmarks: accuracy, confidence and calibration per question, and the transfer
+of both across training stages."""

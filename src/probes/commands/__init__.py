@@ -1,1 +1,0 @@
-"""Subcommands of the ``probes`` CLI, one module each (see :mod:`probes.cli`)."""

@@ -1,0 +1,1 @@
+"""Instruction-following difficulty (IFD) of SFT samples, read over training."""

@@ -1,0 +1,1 @@
+"""Adapters that drive the framework-free probes from a training framework."""

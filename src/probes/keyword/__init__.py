@@ -1,0 +1,1 @@
+"""P(keyword | context) on fixed probe pairs, read before every optimizer step."""
