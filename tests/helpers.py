@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -44,3 +45,19 @@ class WeightSnapshots(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # type: ignore[no-untyped-def]
         self._take(trainer, pl_module)
+
+
+def fit_spawned(trainer: pl.Trainer, module: pl.LightningModule, dumps: list[Any]) -> None:
+    """``trainer.fit(module)`` under ``ddp_spawn``, tolerating one known gloo fault: a spawned worker
+    dying of SIGABRT ("terminate called without an active exception") at teardown, after training
+    ended. Seen about once in seven full-suite runs on this 2-core machine, never when the tests run
+    alone. It is tolerated only when every rank already wrote its dump (the files in ``dumps``); an
+    abort before that still fails.
+    """
+    from torch.multiprocessing.spawn import ProcessExitedException
+
+    try:
+        trainer.fit(module)
+    except ProcessExitedException as e:
+        if e.signal_name != "SIGABRT" or not all(Path(d).exists() for d in dumps):
+            raise

@@ -7,8 +7,9 @@ The public surface, by layer: specifications (what to probe), callbacks (when to
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from probes._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from probes.callbacks import (
@@ -93,13 +94,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *sorted(_EXPORTS)]  # one table: the names above
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'probes' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("probes", _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:

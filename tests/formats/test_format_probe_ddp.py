@@ -15,6 +15,7 @@ from probes.callbacks import FormatProbe
 from probes.demos import ByteTokenizer, GPTConfig, TinyGPT
 from probes.formats.collapse import CollapseCriterion
 from probes.formats.spec import Format, FormatSpec, LabelSpace
+from tests.helpers import fit_spawned
 
 from ._util import ScriptedRollouts, trainer
 
@@ -67,7 +68,7 @@ def test_two_ranks_pool_counts_and_agree(tmp_path):
     alone = FormatProbe(labels, mode="scored", prompts=prompts, tokenizer=ByteTokenizer(), model="model")
     reference = alone.metrics(alone.read(module))["dist"].tolist()
     t = trainer([probe, scored, Dump([probe, scored], str(tmp_path))], max_steps=2, strategy="ddp_spawn", devices=2)
-    t.fit(module)
+    fit_spawned(t, module, [tmp_path / f"rank{r}.json" for r in (0, 1)])
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]  # the same records on both ranks
     # the sharded scored pass (lr = 0: weights never change) equals the single-process reading

@@ -7,9 +7,7 @@ re-exported here by name, imported on first use (those modules import the shared
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from probes._lazy import lazy_getattr
 from probes.analysis.correlation import Correlation, correlate
 from probes.analysis.frequency import BinnedFrequency, FrequencyFit, binned_frequency, frequency_fit
 
@@ -47,10 +45,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _DOMAIN.get(name)
-    if module is None:
-        raise AttributeError(f"module 'probes.analysis' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("probes.analysis", _DOMAIN, globals())

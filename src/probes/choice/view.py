@@ -30,7 +30,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from probes.console.numbers import MISSING, fmt_num, printable, sample_rows, table
-from probes.console.panels import name_cell, name_column, panel, panel_table
+from probes.console.panels import RowsPanel, name_cell, name_column, panel, panel_table
 from probes.console.sparkline import Sparkline
 from probes.console.states import DashboardOptions, NewAlert, SourceState, floats, nonfinite_alerts, scalar
 from probes.core import kinds
@@ -159,10 +159,6 @@ class BenchmarkState(SourceState):
             alerts.append(NewAlert(f"{self.source}/q_nonfinite/nonfinite", text, step))
         return alerts
 
-    def value(self, name: str, i: int) -> float:
-        """Latest value of per-benchmark metric ``name`` for benchmark ``i`` (NaN when absent)."""
-        values = self.latest.get(name)
-        return values[i] if values is not None and i < len(values) else math.nan
 
     def gap(self, i: int) -> float:
         """Accuracy minus chance of benchmark ``i`` (from the record, else computed)."""
@@ -171,7 +167,7 @@ class BenchmarkState(SourceState):
 
     def trend(self, i: int) -> list[float]:
         """Accuracy history of benchmark ``i``."""
-        return [row[i] if i < len(row) else math.nan for row in self.accuracy.series()[1]]
+        return self.column(self.accuracy, i)
 
     def correct(self) -> tuple[int, int]:
         """Questions answered correctly at the latest reading, and questions."""
@@ -179,17 +175,8 @@ class BenchmarkState(SourceState):
         return sum(1 for v in flags if v == 1.0), len(flags)
 
 
-class BenchmarkPanel:
-    """Accuracy, chance, accuracy minus chance, confidence and ECE per benchmark.
-
-    Args:
-        state: the benchmark source.
-        max_rows: benchmarks shown (the rest are counted in the caption).
-    """
-
-    def __init__(self, state: BenchmarkState, *, max_rows: int) -> None:
-        self.state = state
-        self.max_rows = max_rows
+class BenchmarkPanel(RowsPanel[BenchmarkState]):
+    """Accuracy, chance, accuracy minus chance, confidence and ECE per benchmark."""
 
     def _title(self) -> str:
         s = self.state
@@ -501,14 +488,8 @@ class AboveChance(kinds.Expectation):
     def label(self) -> str:
         return f"AboveChance(by_step={self.by_step}, margin={self.margin})"
 
-    def check(self, data: SourceData) -> Optional[str]:
-        if int(data.steps[-1]) < self.by_step:
-            return None
-        try:
-            assert_above_chance({data.source: data}, self.benchmarks, margin=self.margin)
-        except AssertionError as e:
-            return str(e)
-        return None
+    def verify(self, data: Mapping[str, SourceData]) -> None:
+        assert_above_chance(data, self.benchmarks, margin=self.margin)
 
 
 @dataclass(frozen=True)
@@ -524,20 +505,15 @@ class Calibrated(kinds.Expectation):
     def label(self) -> str:
         return f"Calibrated(max_ece={self.max_ece}, by_step={self.by_step})"
 
-    def check(self, data: SourceData) -> Optional[str]:
-        if int(data.steps[-1]) < self.by_step:
-            return None
-        try:
-            assert_calibrated({data.source: data}, self.max_ece, self.benchmarks)
-        except AssertionError as e:
-            return str(e)
-        return None
+    def verify(self, data: Mapping[str, SourceData]) -> None:
+        assert_calibrated(data, self.max_ece, self.benchmarks)
 
 
 KIND = kinds.register(
-    kinds.ProbeKind(
+    kinds.ProbeKind.from_views(
         TYPE,
         "benchmark",
+        globals(),
         schema={
             **kinds.metrics(_PER_BENCHMARK, NUMBER, ("benchmarks",)),
             **kinds.metrics(_PER_QUESTION, NUMBER, ("questions",)),
@@ -551,15 +527,10 @@ KIND = kinds.register(
             "questions": _questions,
             "ablations": lambda d: d.get("ablations"),
         },
-        summarize=_summarize,
-        summary_lines=_summary_lines,
         state=BenchmarkState,
         panel=lambda s, o: BenchmarkPanel(s, max_rows=o.max_rows).__rich__(),
         column="main",
-        status=_status,
-        plot=_plot,
         plot_needs=("accuracy",),
-        replay=_replay,
         assertions={"assert_above_chance": assert_above_chance, "assert_calibrated": assert_calibrated},
         expectations=(AboveChance, Calibrated),
     )

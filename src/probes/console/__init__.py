@@ -7,9 +7,9 @@ own package; the panel classes of the built-in kinds are exported here too, load
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from probes._lazy import lazy_getattr
 from probes.console.dashboard import Dashboard
 from probes.console.display import LiveDisplay
 from probes.console.panels import Alert, AlertsPanel, RunHeader
@@ -53,8 +53,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _PANELS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'probes.console' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr("probes.console", _PANELS, globals())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from rich import box
 from rich.console import RenderableType
@@ -24,6 +25,7 @@ __all__ = [
     "BOX",
     "Alert",
     "AlertsPanel",
+    "RowsPanel",
     "RunHeader",
     "name_cell",
     "name_column",
@@ -61,9 +63,26 @@ def ratio_style(r: float) -> str:
     return "green" if r > 1.0 else "red" if r < 1.0 else ""
 
 
+S = TypeVar("S")
+
+
 def panel(body: RenderableType, title: str, border_style: str) -> Panel:
     """A kind's panel: ``body`` in a rounded box titled top left."""
     return Panel(body, title=title, title_align="left", box=BOX, border_style=border_style)
+
+
+class RowsPanel(Generic[S]):
+    """Base of a kind's panel: one row per element of its source (pairs, samples, formats...), at
+    most ``max_rows`` of them (the rest counted in the caption). Subclasses implement ``__rich__``.
+
+    Args:
+        state: the source's dashboard state.
+        max_rows: rows shown.
+    """
+
+    def __init__(self, state: S, *, max_rows: int) -> None:
+        self.state = state
+        self.max_rows = max_rows
 
 
 @dataclass

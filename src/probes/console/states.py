@@ -142,6 +142,17 @@ class SourceState:
     def _ingest(self, tensors: Mapping[str, torch.Tensor], step: int) -> list[NewAlert]:
         return []
 
+    def value(self, name: str, i: int) -> float:
+        """Latest value of vector metric ``name`` at element ``i`` (NaN when absent); a state that
+        keeps ``latest`` (metric -> list of floats) gets it for free."""
+        values = getattr(self, "latest", {}).get(name)
+        return values[i] if values is not None and i < len(values) else math.nan
+
+    @staticmethod
+    def column(history: History[Any], i: int) -> list[float]:
+        """Element ``i`` of every row of a history of vectors (NaN where a row is shorter)."""
+        return [row[i] if i < len(row) else math.nan for row in history.series()[1]]
+
 
 class OtherState(SourceState):
     """A source whose kind declares no dashboard state: only counted."""

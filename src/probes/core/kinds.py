@@ -27,7 +27,7 @@ import importlib
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 if TYPE_CHECKING:  # annotations only: importing them would load numpy, matplotlib and the run-log reader
     import numpy as np
@@ -103,7 +103,21 @@ class Expectation:
     def label(self) -> str:
         return type(self).__name__
 
-    def check(self, data: SourceData) -> Optional[str]:  # pragma: no cover - abstract
+    def check(self, data: SourceData) -> Optional[str]:
+        """The failure message of :meth:`verify` on ``data`` (an :class:`AssertionError`'s text), or
+        None when it holds or when the readings have not reached ``by_step`` yet (a dataclass
+        field of the subclass; 0 when it has none)."""
+        if int(data.steps[-1]) < int(getattr(self, "by_step", 0)):
+            return None
+        try:
+            self.verify({data.source: data})
+        except AssertionError as e:
+            return str(e)
+        return None
+
+    def verify(self, data: Mapping[str, SourceData]) -> None:  # pragma: no cover - abstract
+        """Raise :class:`AssertionError` when the expectation fails on ``data`` (one source): a
+        subclass calls its kind's assertion here."""
         raise NotImplementedError
 
 
@@ -152,6 +166,19 @@ class ProbeKind:
     replay: Optional[Callable[[Mapping[str, np.ndarray], Describe], Optional[str]]] = None
     assertions: Mapping[str, Callable[..., None]] = field(default_factory=dict)
     expectations: tuple[type[Expectation], ...] = ()
+
+    #: the view functions :meth:`from_views` finds by name in a view module
+    CONVENTIONAL: ClassVar[tuple[str, ...]] = ("summarize", "summary_lines", "status", "plot", "replay")
+
+    @classmethod
+    def from_views(cls, type_name: str, key: str, views: Mapping[str, Any], **fields: Any) -> ProbeKind:
+        """A kind whose ``summarize``, ``summary_lines``, ``status``, ``plot`` and ``replay`` are the
+        functions ``_summarize``, ``_summary_lines``, ... of a view module's namespace ``views``
+        (``globals()``), unless given in ``fields``; the other fields as for the constructor."""
+        for name in cls.CONVENTIONAL:
+            if name not in fields and callable(views.get(f"_{name}")):
+                fields[name] = views[f"_{name}"]
+        return cls(type_name, key, **fields)
 
     def __post_init__(self) -> None:
         if not isinstance(self.type_name, str):

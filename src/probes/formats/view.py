@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from probes.console.numbers import MISSING, fmt_num, fmt_share, printable, sample_rows, table
-from probes.console.panels import panel, panel_table
+from probes.console.panels import RowsPanel, panel, panel_table
 from probes.console.sparkline import ShareBar, sparkline_text
 from probes.console.states import (
     DashboardOptions,
@@ -140,17 +140,8 @@ class FormatState(SourceState):
         return " of classified"
 
 
-class FormatPanel:
-    """Format distribution bars, entropy sparkline, dominant format and the collapse banner.
-
-    Args:
-        state: the format source.
-        max_rows: formats shown (largest shares first when there are more).
-    """
-
-    def __init__(self, state: FormatState, *, max_rows: int) -> None:
-        self.state = state
-        self.max_rows = max_rows
+class FormatPanel(RowsPanel[FormatState]):
+    """Format distribution bars, entropy sparkline, dominant format and the collapse banner."""
 
     def _title(self) -> str:
         s = self.state
@@ -395,35 +386,27 @@ class NoFormatCollapse(kinds.Expectation):
             f"NoFormatCollapse(min_entropy_bits={self.min_entropy_bits}, max_dominant_share={self.max_dominant_share})"
         )
 
-    def check(self, data: SourceData) -> Optional[str]:
-        try:
-            assert_no_format_collapse(
-                {data.source: data}, min_entropy_bits=self.min_entropy_bits, max_dominant_share=self.max_dominant_share
-            )
-        except AssertionError as e:
-            return str(e)
-        return None
+    def verify(self, data: Mapping[str, SourceData]) -> None:
+        assert_no_format_collapse(
+            data, min_entropy_bits=self.min_entropy_bits, max_dominant_share=self.max_dominant_share
+        )
 
 
 KIND = kinds.register(
-    kinds.ProbeKind(
+    kinds.ProbeKind.from_views(
         TYPE,
         "format",
+        globals(),
         schema={
             **kinds.metrics(("dist", "mean_reward", "accuracy"), NUMBER, ("formats",)),
             **kinds.metrics(_SCALARS, NUMBER),
             "collapsed": Metric(FLAG),
         },
         axes={"formats": _formats},
-        summarize=_summarize,
-        summary_lines=_summary_lines,
         state=FormatState,
         panel=lambda s, o: FormatPanel(s, max_rows=o.max_rows).__rich__(),
         column="side",
-        status=_status,
-        plot=_plot,
         plot_needs=("dist",),
-        replay=_replay,
         assertions={"assert_no_format_collapse": assert_no_format_collapse},
         expectations=(NoFormatCollapse,),
     )

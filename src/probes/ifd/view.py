@@ -28,7 +28,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from probes.console.numbers import fmt_num, printable, sample_rows, table
-from probes.console.panels import name_cell, name_column, panel, panel_table
+from probes.console.panels import RowsPanel, name_cell, name_column, panel, panel_table
 from probes.console.sparkline import Sparkline
 from probes.console.states import DashboardOptions, NewAlert, SourceState, display_names, floats, nonfinite_alerts
 from probes.core import kinds
@@ -90,10 +90,6 @@ class IFDState(SourceState):
         self.log10_ifd.append(step, [math.log10(v) if v > 0 else math.nan for v in self.latest.get("ifd", [])])
         return nonfinite_alerts(self.source, "ifd", tensors.get("ifd"), self.names, step)
 
-    def value(self, name: str, i: int) -> float:
-        """Latest value of metric ``name`` for sample ``i`` (NaN when absent)."""
-        values = self.latest.get(name)
-        return values[i] if values is not None and i < len(values) else math.nan
 
     def is_flagged(self, i: int) -> bool:
         """Sample ``i`` is flagged (the record's flag, else IFD >= 1)."""
@@ -107,20 +103,11 @@ class IFDState(SourceState):
 
     def trend(self, i: int) -> list[float]:
         """History of log10 IFD for sample ``i``."""
-        return [row[i] if i < len(row) else math.nan for row in self.log10_ifd.series()[1]]
+        return self.column(self.log10_ifd, i)
 
 
-class IFDPanel:
-    """IFD, both perplexities, r-IFD and the flag per sample, highest IFD first.
-
-    Args:
-        state: the IFD source.
-        max_rows: samples shown (the rest are counted in the caption).
-    """
-
-    def __init__(self, state: IFDState, *, max_rows: int) -> None:
-        self.state = state
-        self.max_rows = max_rows
+class IFDPanel(RowsPanel[IFDState]):
+    """IFD, both perplexities, r-IFD and the flag per sample, highest IFD first."""
 
     def __rich__(self) -> Panel:
         s = self.state
@@ -348,12 +335,8 @@ class IFDBelow(kinds.Expectation):
     def label(self) -> str:
         return f"IFDBelow({self.max_ifd})"
 
-    def check(self, data: SourceData) -> Optional[str]:
-        try:
-            assert_ifd_below({data.source: data}, self.max_ifd, samples=self.samples)
-        except AssertionError as e:
-            return str(e)
-        return None
+    def verify(self, data: Mapping[str, SourceData]) -> None:
+        assert_ifd_below(data, self.max_ifd, samples=self.samples)
 
 
 @dataclass(frozen=True)
@@ -367,33 +350,25 @@ class FlaggedAtMost(kinds.Expectation):
     def label(self) -> str:
         return f"FlaggedAtMost({self.max_share})"
 
-    def check(self, data: SourceData) -> Optional[str]:
-        try:
-            assert_flagged_at_most({data.source: data}, self.max_share)
-        except AssertionError as e:
-            return str(e)
-        return None
+    def verify(self, data: Mapping[str, SourceData]) -> None:
+        assert_flagged_at_most(data, self.max_share)
 
 
 KIND = kinds.register(
-    kinds.ProbeKind(
+    kinds.ProbeKind.from_views(
         TYPE,
         "ifd",
+        globals(),
         schema={
             **kinds.metrics(_PER_SAMPLE, NUMBER, ("samples",)),
             **kinds.metrics(("flagged", "nonfinite"), FLAG, ("samples",)),
             "frac_flagged": Metric(NUMBER),
         },
         axes={"samples": lambda d: d.get("samples")},
-        summarize=_summarize,
-        summary_lines=_summary_lines,
         state=IFDState,
         panel=lambda s, o: IFDPanel(s, max_rows=o.max_rows).__rich__(),
         column="side",
-        status=_status,
-        plot=_plot,
         plot_needs=("ifd",),
-        replay=_replay,
         assertions={"assert_ifd_below": assert_ifd_below, "assert_flagged_at_most": assert_flagged_at_most},
         expectations=(IFDBelow, FlaggedAtMost),
     )

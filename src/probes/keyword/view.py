@@ -404,34 +404,24 @@ class KeywordLearned(kinds.Expectation):
     def label(self) -> str:
         return f"KeywordLearned({self.pair!r}, by_step={self.by_step}, min_prob={self.min_prob})"
 
-    def check(self, data: SourceData) -> Optional[str]:
-        if int(data.steps[-1]) < self.by_step:
-            return None
-        try:
-            assert_keyword_learned({data.source: data}, self.pair, min_prob=self.min_prob, by=self.by)
-        except AssertionError as e:
-            return str(e)
-        return None
+    def verify(self, data: Mapping[str, SourceData]) -> None:
+        assert_keyword_learned(data, self.pair, min_prob=self.min_prob, by=self.by)
 
 
 KIND = kinds.register(
-    kinds.ProbeKind(
+    kinds.ProbeKind.from_views(
         TYPE,
         "keyword",
+        globals(),
         schema={
             **kinds.metrics(("p_first", "logp_first", "logp_seq", "rank"), NUMBER, ("pairs",)),
             "nonfinite": Metric(FLAG, ("pairs",)),
         },
         axes={"pairs": _pairs},
-        summarize=_summarize,
-        summary_lines=_summary_lines,
         state=KeywordState,
         panel=lambda s, o: KeywordPanel(s, top_n=o.top_n).__rich__(),
         column="main",
-        status=_status,
-        plot=_plot,
         plot_needs=("p_first",),
-        replay=_replay,
         assertions={
             "assert_keyword_learned": assert_keyword_learned,
             "assert_probability_trend": assert_probability_trend,

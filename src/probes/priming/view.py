@@ -19,7 +19,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from probes.console.numbers import MISSING, fmt_num, fmt_prob, fmt_ratio, printable, sample_rows, table
-from probes.console.panels import name_cell, name_column, panel, panel_table, ratio_style
+from probes.console.panels import RowsPanel, name_cell, name_column, panel, panel_table, ratio_style
 from probes.console.sparkline import Sparkline
 from probes.console.states import DashboardOptions, NewAlert, SourceState, display_names, floats, nonfinite_alerts
 from probes.core import kinds
@@ -93,17 +93,13 @@ class PrimingState(SourceState):
             self.log10_s_prime.append(step, [math.log10(v) if v > 0 else math.nan for v in self.latest["s_prime"]])
         return alerts
 
-    def value(self, name: str, i: int) -> float:
-        """Latest value of metric ``name`` for sample ``i`` (NaN when absent)."""
-        values = self.latest.get(name)
-        return values[i] if values is not None and i < len(values) else math.nan
 
     def trend(self, i: int) -> list[float]:
         """History of log10 s_prime for sample ``i``."""
-        return [row[i] if i < len(row) else math.nan for row in self.log10_s_prime.series()[1]]
+        return self.column(self.log10_s_prime, i)
 
 
-class PrimingPanel:
+class PrimingPanel(RowsPanel[PrimingState]):
     """Memorization and priming per learning sample, with the surprise flag.
 
     Args:
@@ -113,8 +109,7 @@ class PrimingPanel:
     """
 
     def __init__(self, state: PrimingState, *, max_rows: int, threshold: float) -> None:
-        self.state = state
-        self.max_rows = max_rows
+        super().__init__(state, max_rows=max_rows)
         self.threshold = threshold
 
     def __rich__(self) -> Panel:
@@ -363,32 +358,24 @@ class PrimingBelow(kinds.Expectation):
     def label(self) -> str:
         return f"PrimingBelow({self.metric} <= {self.max_value})"
 
-    def check(self, data: SourceData) -> Optional[str]:
-        try:
-            assert_priming_below({data.source: data}, self.max_value, samples=self.samples, metric=self.metric)
-        except AssertionError as e:
-            return str(e)
-        return None
+    def verify(self, data: Mapping[str, SourceData]) -> None:
+        assert_priming_below(data, self.max_value, samples=self.samples, metric=self.metric)
 
 
 KIND = kinds.register(
-    kinds.ProbeKind(
+    kinds.ProbeKind.from_views(
         TYPE,
         "priming",
+        globals(),
         schema={
             **kinds.metrics(_PER_SAMPLE, NUMBER, ("samples",)),
             **kinds.metrics(("nonfinite", "surprising", "has_baseline"), FLAG, ("samples",)),
         },
         axes={"samples": lambda d: d.get("samples")},
-        summarize=_summarize,
-        summary_lines=_summary_lines,
         state=PrimingState,
         panel=lambda s, o: PrimingPanel(s, max_rows=o.max_rows, threshold=o.surprise_threshold).__rich__(),
         column="side",
-        status=_status,
-        plot=_plot,
         plot_needs=("log10_s_prime",),
-        replay=_replay,
         assertions={"assert_priming_below": assert_priming_below, "assert_no_priming": assert_no_priming},
         expectations=(PrimingBelow,),
     )

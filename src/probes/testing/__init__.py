@@ -1,54 +1,17 @@
-"""Assert training dynamics in unit tests: helpers, live expectations and a pytest plugin."""
+"""Assert training dynamics in unit tests: helpers, live expectations and a pytest plugin.
 
-from probes.testing.assertions import (
-    assert_above_chance,
-    assert_calibrated,
-    assert_flagged_at_most,
-    assert_ifd_below,
-    assert_keyword_learned,
-    assert_logs_close,
-    assert_no_format_collapse,
-    assert_no_priming,
-    assert_priming_below,
-    assert_probability_trend,
-    keyword_probability,
-)
-from probes.testing.collect import SourceData, collect
-from probes.testing.expectations import (
-    AboveChance,
-    Calibrated,
-    Expectation,
-    ExpectationFailed,
-    FlaggedAtMost,
-    IFDBelow,
-    KeywordLearned,
-    NoFormatCollapse,
-    PrimingBelow,
-    ProbeExpectations,
-)
+Everything :mod:`probes.testing.assertions` and :mod:`probes.testing.expectations` export is
+available here (each probe kind declares its own assertions and expectations in its package),
+except the lookup functions ``assertion`` / ``assertions``, which stay in their module so that
+``probes.testing.assertions`` remains the module.
+"""
 
-__all__ = [
-    "AboveChance",
-    "Calibrated",
-    "Expectation",
-    "ExpectationFailed",
-    "FlaggedAtMost",
-    "IFDBelow",
-    "KeywordLearned",
-    "NoFormatCollapse",
-    "PrimingBelow",
-    "ProbeExpectations",
-    "SourceData",
-    "assert_above_chance",
-    "assert_calibrated",
-    "assert_flagged_at_most",
-    "assert_ifd_below",
-    "assert_keyword_learned",
-    "assert_logs_close",
-    "assert_no_format_collapse",
-    "assert_no_priming",
-    "assert_priming_below",
-    "assert_probability_trend",
-    "collect",
-    "keyword_probability",
-]
+from probes.testing import assertions as _assertions
+from probes.testing import expectations as _expectations
+from probes.testing.collect import SourceData as SourceData
+from probes.testing.collect import collect as collect
+
+_LOOKUPS = {"assertion", "assertions"}
+__all__ = sorted({*_assertions.__all__, *_expectations.__all__, "SourceData", "collect"} - _LOOKUPS)
+for _module in (_assertions, _expectations):
+    globals().update({name: getattr(_module, name) for name in _module.__all__ if name in __all__})
