@@ -32,6 +32,9 @@ class ScoringOptions:
         truncation: ``"error"`` for contexts too long for the model, or ``"left"`` to drop leading
             context tokens with a warning.
         token_budget: maximum padded tokens per forward micro-batch.
+        head: the model's output layer, projected only at the positions read (``"auto"``: found
+            by :func:`~probes.core.head.find_head` and verified once against the full forward;
+            an attribute path inside the probed model; None: full logits at every position).
 
     Raises:
         ValueError: an option of the wrong type or range; the message names it.
@@ -49,6 +52,7 @@ class ScoringOptions:
     max_positions: Optional[int] = None
     truncation: Literal["error", "left"] = "error"
     token_budget: int = 16384
+    head: Optional[str] = "auto"
 
     def __post_init__(self) -> None:
         if self.model is not None and (not isinstance(self.model, str) or not self.model):
@@ -65,6 +69,8 @@ class ScoringOptions:
         if self.truncation not in ("error", "left"):
             raise ValueError(f"Expected `truncation` to be 'error' or 'left', got {self.truncation!r}.")
         positive_int(self.token_budget, "token_budget")
+        if self.head is not None and (not isinstance(self.head, str) or not self.head):
+            raise ValueError(f"Expected `head` to be 'auto', an attribute path, or None; got {self.head!r}.")
 
     @classmethod
     def merged(cls, scoring: Optional[ScoringOptions], given: Mapping[str, Any], *, owner: str) -> ScoringOptions:
@@ -99,6 +105,7 @@ class ScoringOptions:
             "max_positions": self.max_positions,
             "truncation": self.truncation,
             "token_budget": self.token_budget,
+            "head": self.head,
         }
 
     def hub_key(self) -> tuple[Any, ...]:

@@ -22,6 +22,7 @@ from typing import Literal, Optional
 
 import torch
 
+from probes.core.head import ReadPositions
 from probes.core.scoring import checked_target_logprobs, target_ranks
 
 __all__ = [
@@ -287,10 +288,12 @@ class ScoringPlan:
         self._device_cache[device] = out
         return out
 
-    def run(self, forward: Forward, device: torch.device) -> ItemScores:
+    def run(self, forward: Forward, device: torch.device, head: Optional[ReadPositions] = None) -> ItemScores:
         """Score every item with ``forward(input_ids, attention_mask) -> logits [B, T, V]``.
 
-        Call inside :func:`isolated_eval` (or another no-grad context). Returns device tensors.
+        With ``head`` (a verified :class:`~probes.core.head.ReadPositions`), the model's output head
+        projects only the positions read. Call inside :func:`isolated_eval` (or another no-grad
+        context). Returns device tensors.
         """
         n = len(self.items)
         logp_first = torch.empty(n, dtype=torch.float64, device=device)
@@ -298,16 +301,19 @@ class ScoringPlan:
         rank = torch.empty(n, dtype=torch.long, device=device)
         bad = torch.zeros(n, dtype=torch.long, device=device)
         for t in self._tensors(device):
-            logits = forward(t["ids"], t.get("mask"))
-            if logits.dim() != 3 or logits.shape[:2] != t["ids"].shape:
-                raise ValueError(
-                    f"Expected logits of shape [batch, seq, vocab] = [{t['ids'].shape[0]},"
-                    f" {t['ids'].shape[1]}, V] but got {list(logits.shape)}; the model must return"
-                    " logits for every position (pass `logits_fn` to adapt it)."
-                )
+            if head is not None:
+                picked = head.logits(forward, t["ids"], t.get("mask"), t["tok_row"], t["tok_pos"])  # [N_tok, V]
+            else:
+                logits = forward(t["ids"], t.get("mask"))
+                if logits.dim() != 3 or logits.shape[:2] != t["ids"].shape:
+                    raise ValueError(
+                        f"Expected logits of shape [batch, seq, vocab] = [{t['ids'].shape[0]},"
+                        f" {t['ids'].shape[1]}, V] but got {list(logits.shape)}; the model must return"
+                        " logits for every position (pass `logits_fn` to adapt it)."
+                    )
+                picked = logits[t["tok_row"], t["tok_pos"]]  # [N_tok, V]
             if not self._validated_vocab:
-                self.validate_vocab(int(logits.shape[-1]))
-            picked = logits[t["tok_row"], t["tok_pos"]]  # [N_tok, V]
+                self.validate_vocab(int(picked.shape[-1]))
             lp32, broken = checked_target_logprobs(picked, t["tok_id"])
             lp = lp32.double()  # [N_tok]; summed per item in float64
             logp_seq.index_add_(0, t["tok_item"], lp)

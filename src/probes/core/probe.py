@@ -28,7 +28,7 @@ from probes.core.hub import Hubs, ScoringHub
 from probes.core.options import ScoringOptions
 from probes.core.plan import ItemScores, TokenizedItem
 from probes.core.reader import Gather, ModelReader
-from probes.core.records import Record, RecordSink
+from probes.core.records import Record, RecordHistory, RecordSink
 from probes.core.schedule import ReadSchedule, as_schedule
 
 __all__ = ["Probe", "ScoringProbe"]
@@ -54,6 +54,9 @@ class Probe:
     STATE_VERSION: ClassVar[int] = 1
     #: whether readings forward the model (adapters refuse unsafe sharding strategies for these)
     reads_model: ClassVar[bool] = True
+    #: records kept in :attr:`history` (the oldest are dropped past it; the run log keeps all);
+    #: set ``probe.history.limit`` per instance, None for no cap
+    HISTORY_LIMIT: ClassVar[Optional[int]] = 10_000
 
     def __init__(self, name: str, every_n_steps: Union[int, ReadSchedule] = 1) -> None:
         if not isinstance(name, str) or not name or "/" in name:
@@ -62,7 +65,7 @@ class Probe:
             )
         self.source = name
         self.schedule = as_schedule(every_n_steps)
-        self.history: list[Record] = []
+        self.history: list[Record] = RecordHistory(self.HISTORY_LIMIT)
         self._sinks: list[RecordSink] = []
         self._last_event_step = -1  # one reading per optimizer step, also with several optimizers
 

@@ -11,6 +11,7 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
+from probes.core.head import ReadPositions, find_head
 from probes.core.isolation import isolated_eval
 from probes.core.model_io import LogitsFn, infer_max_positions, infer_vocab_size, make_logits_fn, resolve_module
 from probes.core.plan import ItemScores, ScoringPlan, TokenizedItem
@@ -135,6 +136,7 @@ class ModelReader:
         max_positions: Optional[int] = None,
         truncation: Literal["error", "left"] = "error",
         token_budget: int = 16384,
+        head: Optional[str] = "auto",
     ) -> None:
         self.items = list(items)
         self.model_path = model
@@ -143,6 +145,8 @@ class ModelReader:
         self.max_positions = max_positions
         self.truncation = truncation
         self.token_budget = token_budget
+        self.head_option = head
+        self.head: Optional[ReadPositions] = None  # the output head restricted to read positions
         self.plan: Optional[ScoringPlan] = None
         self.rank = 0
         self.world_size = 1
@@ -156,7 +160,7 @@ class ModelReader:
         # the bound module, its forward closure and the plan are rebuilt by the next `bind`, so a
         # probe that has already read pickles cleanly (e.g. for `ddp_spawn`)
         state = dict(self.__dict__)
-        state.update(plan=None, _bound=None, _forward=None)
+        state.update(plan=None, _bound=None, _forward=None, head=None)
         return state
 
     def bind(self, root: nn.Module, *, rank: int = 0, world_size: int = 1) -> nn.Module:
@@ -194,6 +198,8 @@ class ModelReader:
             else:
                 self.plan = None  # more ranks than items: this rank only joins the gather
             self._forward = make_logits_fn(module, self.logits_fn)
+            found = find_head(module, self.head_option, vocab)
+            self.head = ReadPositions(found) if found is not None else None
             self._bound = module
             self._key = (rank, world_size)
             self.rank, self.world_size = rank, world_size
@@ -245,6 +251,19 @@ class ModelReader:
             )
         if self.plan is not None and not self.plan._validated_vocab:
             self.plan.validate_vocab(int(logits.shape[-1]))
+        with fsdp2_gathered(root, self.model_path), isolated_eval(module):
+            self._verified_head(device)  # before training, so no reading pays for it
+
+    def _verified_head(self, device: torch.device) -> Optional[ReadPositions]:
+        """The restricted head once it has matched the full forward on the longest item's row
+        (checked on the first use after binding; None: full logits)."""
+        if self.head is None:
+            return None
+        if self.head.verified is None:
+            item = max(self.items, key=lambda it: len(it.context) + len(it.target))
+            row = (item.context + item.target[:-1])[-(self.plan_positions or 1 << 30) :]
+            self.head.verify(self._forward, torch.tensor([row], dtype=torch.long, device=device))
+        return self.head if self.head.verified else None
 
     @property
     def plan_positions(self) -> Optional[int]:
@@ -262,7 +281,7 @@ class ModelReader:
         device = module_device(module)
         if self.plan is not None:
             with fsdp2_gathered(root, self.model_path), isolated_eval(module):
-                local = self.plan.run(self._forward, device)
+                local = self.plan.run(self._forward, device, self._verified_head(device))
         if self.world_size == 1:
             return local
         if gather is None:

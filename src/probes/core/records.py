@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Optional, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Record", "RecordSink"]
+__all__ = ["Record", "RecordHistory", "RecordSink"]
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,26 @@ class RecordSink(Protocol):
     def write(self, record: Record) -> None: ...
 
     def flush(self) -> None: ...
+
+
+class RecordHistory(list):  # type: ignore[type-arg]
+    """A probe's in-memory records, capped: past ``limit`` records the oldest are dropped (the run
+    log is the full record). A plain list otherwise (index, slice, iterate).
+
+    Args:
+        limit: the most records kept; None keeps every record.
+    """
+
+    def __init__(self, limit: Optional[int] = 10_000) -> None:
+        super().__init__()
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise ValueError(f"Expected the history `limit` to be a positive int or None, got {limit!r}.")
+        self.limit = limit
+        self.n_dropped = 0
+
+    def append(self, record: Record) -> None:  # type: ignore[override]
+        super().append(record)
+        if self.limit is not None and len(self) > self.limit:
+            drop = len(self) - self.limit
+            del self[:drop]
+            self.n_dropped += drop

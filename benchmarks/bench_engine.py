@@ -1,0 +1,172 @@
+"""The scoring engine against its real floor and against a competent hand-written loop.
+
+Sets of 256 probe pairs: 32 contexts x 8 keywords of 2-4 tokens each (random token ids), contexts
+of 24 and of 128 tokens, on an HF GPT-2-shaped model (4 layers, width 256, vocabulary 5,000) and
+on the tiny reference GPT with the same vocabulary. Timed side by side in one run (interleaved,
+medians), torch pinned to one thread:
+
+* ``probe``: ``KeywordProbe.read`` (the LM head projected only at the positions read);
+* ``probe_full_head``: the same with ``head=None`` (full logits, the engine before issue 16);
+* ``loop``: what a competent user writes by hand: rows ``context + keyword[:-1]`` padded right,
+  batches of 64, full ``log_softmax`` and ``gather``;
+* ``floor`` (GPT-2 only: it needs a key/value cache): each distinct token forwarded once, written
+  here independently of the engine: the 32 contexts in one batch with ``use_cache=True``, then
+  each context's 8 keyword tails against its cache, and the head only at the read positions.
+
+Ratios: ``probe / floor`` (target <= 1.25 in issue 16), ``loop / probe`` (target >= 2) and
+``full_head / probe`` (what projecting only the read positions saves).
+
+Run: ``python benchmarks/bench_engine.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from probes import KeywordProbe
+from probes.demos import GPTConfig, TinyGPT
+
+VOCAB = 5000
+N_CONTEXTS, PER_CONTEXT = 32, 8
+
+RATIOS = [
+    ("gpt2_ctx24_probe_vs_floor", "GPT-2 shape, 24-token contexts: probe / unique-token floor", "<= 1.25"),
+    ("gpt2_ctx128_probe_vs_floor", "GPT-2 shape, 128-token contexts: probe / unique-token floor", "<= 1.25"),
+    ("gpt2_ctx128_loop_vs_probe", "GPT-2 shape, 128-token contexts: competent loop / probe", ">= 2"),
+    ("tiny_ctx128_loop_vs_probe", "tiny GPT, 128-token contexts: competent loop / probe", ">= 2"),
+    ("gpt2_ctx128_full_head_vs_probe", "GPT-2 shape, 128-token contexts: full-logit engine / probe", "> 1"),
+]
+
+
+def probe_set(context_len: int, seed: int = 0) -> list[tuple[str, list[int], list[int]]]:
+    g = torch.Generator().manual_seed(seed)
+    pairs = []
+    for c in range(N_CONTEXTS):
+        context = torch.randint(1, VOCAB, (context_len,), generator=g).tolist()
+        for k in range(PER_CONTEXT):
+            n = int(torch.randint(2, 5, (1,), generator=g))
+            pairs.append((f"c{c}k{k}", context, torch.randint(1, VOCAB, (n,), generator=g).tolist()))
+    return pairs
+
+
+def competent_loop(forward: Callable[[torch.Tensor], torch.Tensor], pairs: list[Any], batch: int = 64) -> torch.Tensor:
+    out = torch.empty(len(pairs), dtype=torch.float64)
+    with torch.no_grad():
+        for b0 in range(0, len(pairs), batch):
+            chunk = pairs[b0 : b0 + batch]
+            rows = [ctx + kw[:-1] for _, ctx, kw in chunk]
+            width = max(map(len, rows))
+            ids = torch.zeros(len(rows), width, dtype=torch.long)
+            for i, r in enumerate(rows):
+                ids[i, : len(r)] = torch.tensor(r)
+            logp = torch.log_softmax(forward(ids).float(), dim=-1)
+            for i, (_, ctx, kw) in enumerate(chunk):
+                pos = torch.arange(len(ctx) - 1, len(ctx) - 1 + len(kw))
+                out[b0 + i] = logp[i, pos, torch.tensor(kw)].double().sum()
+    return out
+
+
+def unique_token_floor(gpt2: Any, pairs: list[Any]) -> torch.Tensor:
+    """Each distinct token once: contexts with a cache, then every tail against its context's cache;
+    the head only at read positions (contexts are of equal length in these sets, tails padded right)."""
+    contexts = [pairs[c * PER_CONTEXT][1] for c in range(N_CONTEXTS)]
+    out = torch.empty(len(pairs), dtype=torch.float64)
+    with torch.no_grad():
+        body = gpt2.transformer(torch.tensor(contexts), use_cache=True)
+        last = gpt2.lm_head(body.last_hidden_state[:, -1])  # [C, V]: the first keyword token
+        cache = body.past_key_values
+        cache.batch_repeat_interleave(PER_CONTEXT)
+        tails = [kw[:-1] for _, _, kw in pairs]
+        width = max(map(len, tails))
+        ids = torch.zeros(len(pairs), width, dtype=torch.long)
+        for i, t in enumerate(tails):
+            ids[i, : len(t)] = torch.tensor(t)
+        hidden = gpt2.transformer(ids, past_key_values=cache, use_cache=False).last_hidden_state
+        rows = torch.tensor([i for i, t in enumerate(tails) for _ in t])
+        cols = torch.tensor([j for t in tails for j in range(len(t))])
+        rest = torch.log_softmax(gpt2.lm_head(hidden[rows, cols]).float(), dim=-1)  # read positions only
+        first = torch.log_softmax(last.float(), dim=-1)
+        k = 0
+        for i, (_, _, kw) in enumerate(pairs):
+            total = first[i // PER_CONTEXT, kw[0]].double()
+            for tok in kw[1:]:
+                total = total + rest[k, tok].double()
+                k += 1
+            out[i] = total
+    return out
+
+
+def _median_times(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(reps):
+        order = list(fns) if r % 2 == 0 else list(reversed(fns))  # alternate to cancel drift
+        for name in order:
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v[1:] if len(v) > 2 else v) for k, v in times.items()}
+
+
+def _models() -> dict[str, torch.nn.Module]:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=4, n_embd=256, n_head=4, vocab_size=VOCAB, n_positions=256)).eval()
+    tiny = TinyGPT(GPTConfig(vocab_size=VOCAB, block_size=256, n_layer=4, n_embd=256, n_head=4)).eval()
+    return {"gpt2": gpt2, "tiny": tiny}
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    torch.set_num_threads(1)
+    reps = 3 if quick else 7
+    out: dict[str, float] = {"threads": 1.0}
+    for model_name, model in _models().items():
+        forward = (lambda m: (lambda ids: m(ids).logits))(model) if model_name == "gpt2" else model
+        for ctx_len in (24, 128):
+            pairs = probe_set(ctx_len)
+            items = [(n, c, k) for n, c, k in pairs]
+            probe = KeywordProbe(items, token_budget=8192)
+            full = KeywordProbe(items, token_budget=8192, head=None)
+            fns: dict[str, Callable[[], Any]] = {
+                "probe": lambda p=probe, m=model: p.read(m),
+                "probe_full_head": lambda p=full, m=model: p.read(m),
+                "loop": lambda f=forward, ps=pairs: competent_loop(f, ps),
+            }
+            if model_name == "gpt2":
+                fns["floor"] = lambda m=model, ps=pairs: unique_token_floor(m, ps)
+            # exactness first: every path gives the same chained log-probabilities
+            ref = competent_loop(forward, pairs)
+            assert torch.allclose(probe.read(model).logp_seq.cpu(), ref, atol=1e-3), "probe differs from the loop"
+            if "floor" in fns:
+                assert torch.allclose(unique_token_floor(model, pairs), ref, atol=1e-3), "floor differs from the loop"
+            t = _median_times(fns, reps)
+            key = f"{model_name}_ctx{ctx_len}"
+            for name, value in t.items():
+                out[f"{key}_{name}_ms"] = value * 1e3
+            if "floor" in t:
+                out[f"{key}_probe_vs_floor"] = t["probe"] / t["floor"]
+            out[f"{key}_loop_vs_probe"] = t["loop"] / t["probe"]
+            out[f"{key}_full_head_vs_probe"] = t["probe_full_head"] / t["probe"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = parser.parse_args()
+    result = run(quick=args.quick)
+    width = max(map(len, result))
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value:10.3f}")
+    for key, what, target in RATIOS:
+        print(f"{what:<70} {result[key]:8.2f}  (target {target})")
+
+
+if __name__ == "__main__":
+    main()
