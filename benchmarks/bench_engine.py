@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from probes import KeywordProbe
+from probes.core.context import TrainingContext
 from probes.demos import GPTConfig, TinyGPT
 
 VOCAB = 5000
@@ -133,6 +134,8 @@ def run(quick: bool = False) -> dict[str, float]:
             items = [(n, c, k) for n, c, k in pairs]
             probe = KeywordProbe(items, token_budget=8192)
             full = KeywordProbe(items, token_budget=8192, head=None)
+            for p in (probe, full):
+                p.check(TrainingContext(model, step=0))  # what a training loop runs before step 1
             fns: dict[str, Callable[[], Any]] = {
                 "probe": lambda p=probe, m=model: p.read(m),
                 "probe_full_head": lambda p=full, m=model: p.read(m),

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from probes import KeywordProbe
+from probes.core.context import TrainingContext
 from probes.core.head import find_head
 from probes.demos import ByteTokenizer, GPTConfig, TinyGPT
 from tests.reference import brute_force_pair
@@ -39,6 +40,12 @@ class _Mixing(nn.Module):
         return logits + logits.mean(dim=1, keepdim=True)
 
 
+def _checked(probe: KeywordProbe, model: nn.Module) -> KeywordProbe:
+    """The dry check a training loop runs before the first step (it verifies the restricted head)."""
+    probe.check(TrainingContext(model, step=0))
+    return probe
+
+
 def _head_rows(model: nn.Module, head: nn.Module, probe: KeywordProbe) -> list[tuple[int, ...]]:
     shapes: list[tuple[int, ...]] = []
     handle = head.register_forward_hook(lambda m, a, out: shapes.append(tuple(out.shape)))
@@ -49,10 +56,17 @@ def _head_rows(model: nn.Module, head: nn.Module, probe: KeywordProbe) -> list[t
     return shapes
 
 
+def test_an_unchecked_reader_scores_with_full_logits() -> None:
+    model = _gpt()
+    probe = KeywordProbe(PAIRS, ByteTokenizer())
+    assert _head_rows(model, model.head, probe)[-1][0] > 1  # [batch, length, vocab]: not restricted yet
+    assert _head_rows(model, model.head, _checked(probe, model))[-1][0] == 1
+
+
 def test_the_head_projects_only_read_positions_and_scores_are_unchanged() -> None:
     model = _gpt()
     assert find_head(model, "auto", 256) is model.head
-    fast = KeywordProbe(PAIRS, ByteTokenizer())
+    fast = _checked(KeywordProbe(PAIRS, ByteTokenizer()), model)
     full = KeywordProbe(PAIRS, ByteTokenizer(), head=None)
     shapes = _head_rows(model, model.head, fast)
     n_read = sum(len(it.target) for it in fast.items)
@@ -72,7 +86,7 @@ def test_hf_gpt2_head_is_found_and_scores_match_full_logits() -> None:
     config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=256, n_positions=64)
     gpt2 = transformers.GPT2LMHeadModel(config)
     assert find_head(gpt2, "auto", 256) is gpt2.lm_head
-    fast = KeywordProbe(PAIRS, ByteTokenizer())
+    fast = _checked(KeywordProbe(PAIRS, ByteTokenizer()), gpt2)
     full = KeywordProbe(PAIRS, ByteTokenizer(), head=None)
     shapes = _head_rows(gpt2, gpt2.lm_head, fast)
     assert shapes[-1][0] == 1 and shapes[-1][1] == sum(len(it.target) for it in fast.items)
@@ -84,7 +98,7 @@ def test_a_model_that_mixes_positions_after_the_head_falls_back_to_full_logits()
     probe = KeywordProbe(PAIRS, ByteTokenizer())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        got = probe.read(model)
+        got = _checked(probe, model).read(model)
     assert any("Scoring with full logits" in str(w.message) for w in caught)
     assert probe.reader.head is not None and probe.reader.head.verified is False
     full = KeywordProbe(PAIRS, ByteTokenizer(), head=None).read(model)  # what the fallback must compute

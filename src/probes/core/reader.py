@@ -252,14 +252,15 @@ class ModelReader:
         if self.plan is not None and not self.plan._validated_vocab:
             self.plan.validate_vocab(int(logits.shape[-1]))
         with fsdp2_gathered(root, self.model_path), isolated_eval(module):
-            self._verified_head(device)  # before training, so no reading pays for it
+            self._verified_head(device, verify=True)  # before training, so no reading pays for it
 
-    def _verified_head(self, device: torch.device) -> Optional[ReadPositions]:
+    def _verified_head(self, device: torch.device, *, verify: bool = False) -> Optional[ReadPositions]:
         """The restricted head once it has matched the full forward on the longest item's row
-        (checked on the first use after binding; None: full logits)."""
+        (None: full logits). The check runs in :meth:`check` (before training); a reader that was
+        never checked scores with full logits."""
         if self.head is None:
             return None
-        if self.head.verified is None:
+        if self.head.verified is None and verify:
             item = max(self.items, key=lambda it: len(it.context) + len(it.target))
             row = (item.context + item.target[:-1])[-(self.plan_positions or 1 << 30) :]
             self.head.verify(self._forward, torch.tensor([row], dtype=torch.long, device=device))
