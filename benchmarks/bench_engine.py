@@ -6,12 +6,13 @@ on the tiny reference GPT with the same vocabulary. Timed side by side in one ru
 medians), torch pinned to one thread:
 
 * ``probe``: ``KeywordProbe.read`` (the LM head projected only at the positions read);
-* ``probe_full_head``: the same with ``head=None`` (full logits, the engine before issue 16);
+* ``probe_no_cache``: the same without the key/value cache path (``kv_cache=False``);
+* ``probe_full_head``: neither (``head=None, kv_cache=False``: the engine before issue 16);
 * ``loop``: what a competent user writes by hand: rows ``context + keyword[:-1]`` padded right,
   batches of 64, full ``log_softmax`` and ``gather``;
 * ``floor`` (GPT-2 only: it needs a key/value cache): each distinct token forwarded once, written
-  here independently of the engine: the 32 contexts in one batch with ``use_cache=True``, then
-  each context's 8 keyword tails against its cache, and the head only at the read positions.
+  here independently of the engine: 8 contexts at a time with ``use_cache=True``, then their
+  keyword tails against the cache, and the head only at the read positions.
 
 Ratios: ``probe / floor`` (target <= 1.25 in issue 16), ``loop / probe`` (target >= 2) and
 ``full_head / probe`` (what projecting only the read positions saves).
@@ -41,7 +42,8 @@ RATIOS = [
     ("gpt2_ctx128_probe_vs_floor", "GPT-2 shape, 128-token contexts: probe / unique-token floor", "<= 1.25"),
     ("gpt2_ctx128_loop_vs_probe", "GPT-2 shape, 128-token contexts: competent loop / probe", ">= 2"),
     ("tiny_ctx128_loop_vs_probe", "tiny GPT, 128-token contexts: competent loop / probe", ">= 2"),
-    ("gpt2_ctx128_full_head_vs_probe", "GPT-2 shape, 128-token contexts: full-logit engine / probe", "> 1"),
+    ("gpt2_ctx128_full_head_vs_probe", "GPT-2 shape, 128-token contexts: engine before issue 16 / probe", "> 1"),
+    ("tiny_ctx128_full_head_vs_probe", "tiny GPT, 128-token contexts: full logits / head at read positions", "> 1"),
 ]
 
 
@@ -73,22 +75,31 @@ def competent_loop(forward: Callable[[torch.Tensor], torch.Tensor], pairs: list[
     return out
 
 
-def unique_token_floor(gpt2: Any, pairs: list[Any]) -> torch.Tensor:
-    """Each distinct token once: contexts with a cache, then every tail against its context's cache;
-    the head only at read positions (contexts are of equal length in these sets, tails padded right)."""
-    contexts = [pairs[c * PER_CONTEXT][1] for c in range(N_CONTEXTS)]
+def unique_token_floor(gpt2: Any, pairs: list[Any], per_batch: int = 8) -> torch.Tensor:
+    """Each distinct token once: ``per_batch`` contexts at a time with a cache, then their tails
+    against it; the head only at read positions (contexts are of equal length in these sets, tails
+    padded right)."""
+    out = torch.empty(len(pairs), dtype=torch.float64)
+    step = per_batch * PER_CONTEXT
+    for b0 in range(0, len(pairs), step):
+        out[b0 : b0 + step] = _floor_batch(gpt2, pairs[b0 : b0 + step])
+    return out
+
+
+def _floor_batch(gpt2: Any, pairs: list[Any]) -> torch.Tensor:
+    contexts = [pairs[c * PER_CONTEXT][1] for c in range(len(pairs) // PER_CONTEXT)]
     out = torch.empty(len(pairs), dtype=torch.float64)
     with torch.no_grad():
         body = gpt2.transformer(torch.tensor(contexts), use_cache=True)
         last = gpt2.lm_head(body.last_hidden_state[:, -1])  # [C, V]: the first keyword token
-        cache = body.past_key_values
+        cache = body.cache if getattr(body, "cache", None) is not None else body.past_key_values
         cache.batch_repeat_interleave(PER_CONTEXT)
         tails = [kw[:-1] for _, _, kw in pairs]
         width = max(map(len, tails))
         ids = torch.zeros(len(pairs), width, dtype=torch.long)
         for i, t in enumerate(tails):
             ids[i, : len(t)] = torch.tensor(t)
-        hidden = gpt2.transformer(ids, past_key_values=cache, use_cache=False).last_hidden_state
+        hidden = gpt2.transformer(ids, cache=cache, use_cache=False).last_hidden_state
         rows = torch.tensor([i for i, t in enumerate(tails) for _ in t])
         cols = torch.tensor([j for t in tails for j in range(len(t))])
         rest = torch.log_softmax(gpt2.lm_head(hidden[rows, cols]).float(), dim=-1)  # read positions only
@@ -133,11 +144,13 @@ def run(quick: bool = False) -> dict[str, float]:
             pairs = probe_set(ctx_len)
             items = [(n, c, k) for n, c, k in pairs]
             probe = KeywordProbe(items, token_budget=8192)
-            full = KeywordProbe(items, token_budget=8192, head=None)
-            for p in (probe, full):
+            no_cache = KeywordProbe(items, token_budget=8192, kv_cache=False)
+            full = KeywordProbe(items, token_budget=8192, head=None, kv_cache=False)
+            for p in (probe, no_cache, full):
                 p.check(TrainingContext(model, step=0))  # what a training loop runs before step 1
             fns: dict[str, Callable[[], Any]] = {
                 "probe": lambda p=probe, m=model: p.read(m),
+                "probe_no_cache": lambda p=no_cache, m=model: p.read(m),
                 "probe_full_head": lambda p=full, m=model: p.read(m),
                 "loop": lambda f=forward, ps=pairs: competent_loop(f, ps),
             }
@@ -156,6 +169,7 @@ def run(quick: bool = False) -> dict[str, float]:
                 out[f"{key}_probe_vs_floor"] = t["probe"] / t["floor"]
             out[f"{key}_loop_vs_probe"] = t["loop"] / t["probe"]
             out[f"{key}_full_head_vs_probe"] = t["probe_full_head"] / t["probe"]
+            out[f"{key}_no_cache_vs_probe"] = t["probe_no_cache"] / t["probe"]
     return out
 
 

@@ -35,6 +35,9 @@ class ScoringOptions:
         head: the model's output layer, projected only at the positions read (``"auto"``: found
             by :func:`~probes.core.head.find_head` and verified once against the full forward;
             an attribute path inside the probed model; None: full logits at every position).
+        kv_cache: with a model that takes and returns a key/value cache (Hugging Face style), forward
+            each context shared by multi-token continuations once and score the continuations
+            against its cache (:mod:`probes.core.prefix`; verified once against the plain pass).
 
     Raises:
         ValueError: an option of the wrong type or range; the message names it.
@@ -53,6 +56,7 @@ class ScoringOptions:
     truncation: Literal["error", "left"] = "error"
     token_budget: int = 16384
     head: Optional[str] = "auto"
+    kv_cache: bool = True
 
     def __post_init__(self) -> None:
         if self.model is not None and (not isinstance(self.model, str) or not self.model):
@@ -106,6 +110,7 @@ class ScoringOptions:
             "truncation": self.truncation,
             "token_budget": self.token_budget,
             "head": self.head,
+            "kv_cache": self.kv_cache,
         }
 
     def hub_key(self) -> tuple[Any, ...]:

@@ -15,6 +15,7 @@ from probes.core.head import ReadPositions, find_head
 from probes.core.isolation import isolated_eval
 from probes.core.model_io import LogitsFn, infer_max_positions, infer_vocab_size, make_logits_fn, resolve_module
 from probes.core.plan import ItemScores, ScoringPlan, TokenizedItem
+from probes.core.prefix import PrefixPlan, cache_parts, worth_caching
 
 __all__ = ["Gather", "ModelReader", "fsdp2_ancestors", "fsdp2_gathered", "module_device", "shard_items"]
 
@@ -137,6 +138,7 @@ class ModelReader:
         truncation: Literal["error", "left"] = "error",
         token_budget: int = 16384,
         head: Optional[str] = "auto",
+        kv_cache: bool = True,
     ) -> None:
         self.items = list(items)
         self.model_path = model
@@ -147,6 +149,8 @@ class ModelReader:
         self.token_budget = token_budget
         self.head_option = head
         self.head: Optional[ReadPositions] = None  # the output head restricted to read positions
+        self.kv_cache = bool(kv_cache)
+        self.prefix: Optional[PrefixPlan] = None  # shared contexts through a key/value cache
         self.plan: Optional[ScoringPlan] = None
         self.rank = 0
         self.world_size = 1
@@ -160,7 +164,7 @@ class ModelReader:
         # the bound module, its forward closure and the plan are rebuilt by the next `bind`, so a
         # probe that has already read pickles cleanly (e.g. for `ddp_spawn`)
         state = dict(self.__dict__)
-        state.update(plan=None, _bound=None, _forward=None, head=None)
+        state.update(plan=None, _bound=None, _forward=None, head=None, prefix=None)
         return state
 
     def bind(self, root: nn.Module, *, rank: int = 0, world_size: int = 1) -> nn.Module:
@@ -200,6 +204,7 @@ class ModelReader:
             self._forward = make_logits_fn(module, self.logits_fn)
             found = find_head(module, self.head_option, vocab)
             self.head = ReadPositions(found) if found is not None else None
+            self.prefix = self._prefix_plan(module)
             self._bound = module
             self._key = (rank, world_size)
             self.rank, self.world_size = rank, world_size
@@ -252,7 +257,20 @@ class ModelReader:
         if self.plan is not None and not self.plan._validated_vocab:
             self.plan.validate_vocab(int(logits.shape[-1]))
         with fsdp2_gathered(root, self.model_path), isolated_eval(module):
-            self._verified_head(device, verify=True)  # before training, so no reading pays for it
+            head = self._verified_head(device, verify=True)  # before training, so no reading pays for it
+            if self.prefix is not None and self.plan is not None and PrefixPlan.verdict(module) is None:
+                plan = self.plan
+                self.prefix.verify(module, lambda: plan.run(self._forward, device, head), device)
+
+    def _prefix_plan(self, module: nn.Module) -> Optional[PrefixPlan]:
+        """The cached plan of this rank's items when it can pay off: a model with a key/value cache,
+        no custom ``logits_fn``, no truncated item, and some context shared by multi-token items."""
+        plan = self.plan
+        if not self.kv_cache or self.logits_fn is not None or plan is None or plan.truncated:
+            return None
+        if cache_parts(module) is None or not worth_caching(plan.items):
+            return None
+        return PrefixPlan(plan.items, self.token_budget)
 
     def _verified_head(self, device: torch.device, *, verify: bool = False) -> Optional[ReadPositions]:
         """The restricted head once it has matched the full forward on the longest item's row
@@ -282,7 +300,11 @@ class ModelReader:
         device = module_device(module)
         if self.plan is not None:
             with fsdp2_gathered(root, self.model_path), isolated_eval(module):
-                local = self.plan.run(self._forward, device, self._verified_head(device))
+                parts = cache_parts(module) if self.prefix is not None and PrefixPlan.verdict(module) else None
+                if parts is not None:
+                    local = self.prefix.run(*parts, device)  # type: ignore[union-attr]
+                else:
+                    local = self.plan.run(self._forward, device, self._verified_head(device))
         if self.world_size == 1:
             return local
         if gather is None:
