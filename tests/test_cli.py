@@ -180,7 +180,7 @@ def text_table(out: str, header_start: str) -> list[list[str]]:
     i = next(k for k, line in enumerate(lines) if line.strip().startswith(header_start))
     rows = []
     for line in lines[i + 1 :]:
-        if not line.strip() or line.strip().startswith("final distribution:"):
+        if not line.strip() or line.strip().startswith(("final distribution:", "final dominant", "no data or shown")):
             break
         rows.append(re.split(r"\s{2,}", line.strip()))
     return rows
@@ -226,9 +226,13 @@ def test_summary_metric_tables_match_the_log(real_run, capsys):
     for source in run.sources():
         text = section(out, source)
         rows = {r[0]: r for r in text_table(text, "metric  ")}
+        left = re.search(r"^  no data or shown below: (.+)$", text, re.M)  # rows without data (docs/console.md)
+        hidden = set(left.group(1).split(", ")) if left else set()
         metrics = run.metrics(f"{source}/")
-        assert sorted(rows) == sorted(m.split("/", 1)[1] for m in metrics), source
+        assert sorted(rows) == sorted(m.split("/", 1)[1] for m in metrics if m.split("/", 1)[1] not in hidden), source
         for name in metrics:
+            if name.split("/", 1)[1] in hidden:
+                continue
             steps, values = run.read(name)
             row = rows[name.split("/", 1)[1]]
             shape = values.shape[1:]
@@ -258,8 +262,9 @@ def test_summary_pair_sample_and_event_tables_match_the_log(real_run, capsys):
     rc, out, _ = cli(capsys, "summary", run_dir)
     assert rc == 0
     run = open_run(run_dir)
-    # keyword: every pair, ordered by |change of log10 p_first|
+    # keyword: every pair, ordered by |change of log10 p_seq| (the ranking rule of docs/console.md)
     _, p = run.read("keyword/p_first")
+    _, lp = run.read("keyword/logp_seq")
     _, rank = run.read("keyword/rank")
     pairs = run.describe("keyword")["probe_set"]["pairs"]
     rows = text_table(section(out, "keyword"), "pair  ")
@@ -267,21 +272,23 @@ def test_summary_pair_sample_and_event_tables_match_the_log(real_run, capsys):
     deltas = []
     for row in rows:
         j = [q["name"] for q in pairs].index(row[0])
-        first, final = float(p[0, j]), float(p[-1, j])
-        delta = math.log10(final) - math.log10(first)
+        first, final = math.exp(float(lp[0, j])), math.exp(float(lp[-1, j]))
+        delta = (float(lp[-1, j]) - float(lp[0, j])) / math.log(10)
         deltas.append(abs(delta))
         group = pairs[j].get("group") or ""
         cells = row[1:] if group else ["", *row[1:]]  # an empty group cell merges with the spaces
         assert cells[0] == group
         assert printed(cells[1], first) and printed(cells[2], final), row
         assert cells[3][0] == ("+" if delta >= 0 else "-") and printed(cells[3].lstrip("+"), delta), (row, delta)
-        assert cells[4] == str(int(rank[-1, j]))
+        assert printed(cells[4], float(p[-1, j])), row
+        assert cells[5] == str(int(rank[-1, j]))
     assert deltas == sorted(deltas, reverse=True)
     # priming: every sample at the last step
     last = {m: run.read(f"priming/{m}")[1][-1] for m in ("p_before", "s_prime", "log10_s_prime", "exposures")}
     rows = text_table(section(out, "priming"), "sample  ")
-    assert [r[0] for r in rows] == SAMPLES
-    for i, row in enumerate(rows):
+    by_prime = sorted(range(len(SAMPLES)), key=lambda i: (-float(last["log10_s_prime"][i]), i))  # most primed first
+    assert [r[0] for r in rows] == [SAMPLES[i] for i in by_prime]
+    for i, row in zip(by_prime, rows):
         assert printed(row[1], float(last["p_before"][i])) and printed(row[2], float(last["s_prime"][i])), row
         assert printed(row[3], float(last["log10_s_prime"][i])), row
         assert row[4] == str(int(last["exposures"][i])) and row[5] == ("yes" if P_BEFORE[i] < 1e-3 else "no")

@@ -19,7 +19,7 @@ MODULES = sorted(p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py"))
 
 LIGHTNING = {"lightning", "pytorch_lightning"}
 LIGHTNING_ALLOWED = ("callbacks/", "demos/", "integrations/lightning.py", "testing/")
-DOMAIN = ("keyword/", "priming/", "formats/", "choice/", "ifd/")
+DOMAIN = ("keyword/", "priming/", "formats/", "choice/", "ifd/", "updates/", "thought/", "frontier/", "frequency/")
 
 
 def _imports(path: Path) -> set[str]:
@@ -40,7 +40,8 @@ def _forbidden(module: str) -> set[str]:
     drawing = module.endswith("view.py") or module.startswith(("console/", "cli/", "testing/", "demos/", "callbacks/"))
     if module.startswith(("core/", "runlog/", "functional/", "integrations/", *DOMAIN)) and not drawing:
         bad.add("rich")
-    if module.startswith(("core/", "functional/")) or module in {f"{d}scores.py" for d in DOMAIN}:
+    pure_math = {f"{d}scores.py" for d in DOMAIN} | {"frequency/measures.py"}
+    if module.startswith(("core/", "functional/")) or module in pure_math:
         bad |= {"safetensors", "scipy"}
     if module == "core/tokenize.py":
         bad.add("torch")  # the score convention is plain Python over token ids

@@ -45,6 +45,8 @@ NOT_RUN = {
         "creates virtual environments and runs the whole suite; `probes demo` is tests/test_demo.py",
     ("README.md", ".venv/bin/python benchmarks/run_all.py            # --quick for a fast smoke run"):
         "minutes of benchmarks; `run_all.py --quick` is tests/test_benchmarks_quick.py",
+    ("README.md", "from probes import KeywordProbe"):
+        "a fragment of the user's HF script (`model`, `args`, `train_dataset`); docs/hf.md runs a whole one",
     ("analysis.md", "from probes.choice.stages import load_run_scores, stage_transfer"):
         "needs three trained mixtures; examples/stage_transfer.py runs this analysis (tests/test_examples.py)",
     ("analysis.md", "from probes import IFDProbe"):

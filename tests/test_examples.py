@@ -229,12 +229,15 @@ def test_replay_and_plot(examples: Examples) -> None:
     # the summary: header and the per-pair table agree with the log
     r.line(r"^status\s+finished\s+timeline 0 of 1\s+shards \d+\s+last step 60$")
     r.line(r"^keyword \(KeywordProbe\): 61 records, steps 0\.\.60$")
-    table = r.stdout.split("pairs by |change of log10 p_first|", 1)[1].splitlines()[2 : 2 + len(names)]
+    # pairs ranked by the change of the chained probability p_seq (the one ranking rule)
+    p_seq = np.exp(logp_seq.astype(np.float64))
+    table = r.stdout.split("pairs by |change of log10 p_seq|", 1)[1].splitlines()[2 : 2 + len(names)]
     for line in table:
-        pair, _, first, final, delta, _ = re.split(r"\s{2,}", line.strip())
+        pair, _, first, final, delta, first_token_final, _ = re.split(r"\s{2,}", line.strip())
         i = names.index(pair)
-        assert (float(first), float(final)) == pytest.approx((p_first[0, i], p_first[-1, i]), rel=1e-3)
-        assert float(delta) == pytest.approx(math.log10(p_first[-1, i] / p_first[0, i]), abs=2e-3)
+        assert (float(first), float(final)) == pytest.approx((p_seq[0, i], p_seq[-1, i]), rel=1e-3)
+        assert float(delta) == pytest.approx(math.log10(p_seq[-1, i] / p_seq[0, i]), abs=2e-3)
+        assert float(first_token_final) == pytest.approx(p_first[-1, i], rel=1e-3)
 
     # the CSV export holds the logged values exactly
     with open(out / "keyword.csv", newline="") as f:

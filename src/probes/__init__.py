@@ -15,13 +15,17 @@ if TYPE_CHECKING:
     from probes.callbacks import (
         BenchmarkProbe,
         FormatProbe,
+        FrequencyProbe,
         IFDProbe,
         IgnoreTopK,
         KeywordProbe,
+        LayerUpdateProbe,
         LiveConsole,
         PrimingProbe,
         ProbeCallback,
+        RefinementProbe,
         RunLog,
+        ThoughtGainProbe,
     )
     from probes.choice.spec import Benchmark, BenchmarkSuite, Question
     from probes.console import Dashboard
@@ -35,12 +39,14 @@ if TYPE_CHECKING:
     from probes.formats.collapse import CollapseCriterion, FormatCollapseError, FormatCollapseWarning
     from probes.formats.sampling import SamplerConfig
     from probes.formats.spec import ECHO_CHAMBER_MATH, ECHO_CHAMBER_MATH_STRICT, Format, FormatSpec, LabelSpace
+    from probes.frontier.spec import RefinedSample
     from probes.ifd.probe import IFDSample
     from probes.integrations.loop import ProbeLoop
     from probes.keyword.spec import ProbePair, ProbeSet, tokenize_pairs
     from probes.priming.injection import InjectedLoader, InjectionSchedule
     from probes.priming.spec import LearningSample
     from probes.runlog import RunLogError, open_run
+    from probes.thought.spec import ThoughtItem
 
 __version__ = "0.1.0"
 
@@ -59,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "FormatCollapseWarning": "probes.formats.collapse",
     "FormatProbe": "probes.callbacks",
     "FormatSpec": "probes.formats.spec",
+    "FrequencyProbe": "probes.callbacks",
     "IFDProbe": "probes.callbacks",
     "IFDSample": "probes.ifd.probe",
     "IgnoreTopK": "probes.callbacks",
@@ -66,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "InjectionSchedule": "probes.priming.injection",
     "ItemScores": "probes.core.plan",
     "KeywordProbe": "probes.callbacks",
+    "LayerUpdateProbe": "probes.callbacks",
     "LabelSpace": "probes.formats.spec",
     "LearningSample": "probes.priming.spec",
     "LiveConsole": "probes.callbacks",
@@ -77,6 +85,8 @@ _EXPORTS: dict[str, str] = {
     "ProbeSet": "probes.keyword.spec",
     "Question": "probes.choice.spec",
     "ReadSchedule": "probes.core.schedule",
+    "RefinedSample": "probes.frontier.spec",
+    "RefinementProbe": "probes.callbacks",
     "Record": "probes.core.records",
     "RecordSink": "probes.core.records",
     "RunLog": "probes.callbacks",
@@ -85,6 +95,8 @@ _EXPORTS: dict[str, str] = {
     "ScoringOptions": "probes.core.options",
     "ScoringPlan": "probes.core.plan",
     "TrainingContext": "probes.core.context",
+    "ThoughtGainProbe": "probes.callbacks",
+    "ThoughtItem": "probes.thought.spec",
     "TokenizedItem": "probes.core.plan",
     "isolated_eval": "probes.core.isolation",
     "open_run": "probes.runlog",

@@ -26,12 +26,13 @@ def test_panels_hold_the_logged_numbers(synthetic):
     fig = build_figure(open_run(path), max_pairs=12)
     kw_ax, pr_ax, fm_ax = fig.axes
     assert [ax.get_title().split(":")[0] for ax in fig.axes] == ["keyword", "priming", "format"]
-    # keyword: one curve per pair, y = p_first at every step, log scale
+    # keyword: one curve per pair, y = p_seq = exp(logp_seq) at every step (the ranking metric), log scale
     lines = kw_ax.get_lines()
     assert [ln.get_label() for ln in lines] == [f"pair{i}" for i in range(4)]
     for j, ln in enumerate(lines):
         np.testing.assert_array_equal(ln.get_xdata(), np.arange(30))
-        np.testing.assert_array_equal(ln.get_ydata(), ref["keyword/p_first"][:, j].astype(np.float64))
+        want = 10.0 ** (ref["keyword/logp_seq"][:, j].astype(np.float64) / math.log(10))
+        np.testing.assert_allclose(ln.get_ydata(), want, rtol=1e-12)
     assert kw_ax.get_yscale() == "log"
     # priming: points at (log10 p_before, log10 s_prime) of the last record, split at the threshold
     red, blue = pr_ax.collections[:2]

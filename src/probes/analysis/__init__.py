@@ -21,9 +21,11 @@ _DOMAIN: dict[str, str] = {
         ["BenchmarkScores", "TransferReport", "load_run_scores", "scores_from_probe", "stage_transfer"],
         "probes.choice.stages",
     ),
+    **dict.fromkeys(["Attribution", "attribute", "attribution_from_run"], "probes.frequency.analysis"),
 }
 
 __all__ = [
+    "Attribution",
     "BenchmarkScores",
     "BinnedFrequency",
     "Correlation",
@@ -32,6 +34,8 @@ __all__ = [
     "PrimingAnalysis",
     "TransferReport",
     "analyze_priming",
+    "attribute",
+    "attribution_from_run",
     "balanced_accuracy",
     "best_threshold",
     "binned_frequency",

@@ -47,7 +47,9 @@ class RunLog(Callback):
             checkpoint names). An int N: ``dirpath/version_N``.
         name: distinguishes two RunLog callbacks in one Trainer (part of ``state_key``).
         flush_every_n: flush after this many buffered records (all probes together).
-        flush_every_s: flush when the oldest buffered record is this many seconds old; None to
+        flush_every_s: flush when the oldest buffered record is this many seconds old, or after a
+            training batch when the last flush is this long ago (default 1 s, so ``probes watch``
+            shows a record within about ``flush_every_s`` + one step + its poll interval); None to
             flush on count only.
         run_info: JSON-serialisable facts stored with the run (config, git hash...).
         background: write shards on a background thread.
@@ -81,7 +83,7 @@ class RunLog(Callback):
         version: Optional[int | str] = None,
         name: str = "runlog",
         flush_every_n: int = 4096,
-        flush_every_s: Optional[float] = 30.0,
+        flush_every_s: Optional[float] = 1.0,
         run_info: Optional[Mapping[str, Any]] = None,
         background: bool = True,
         on_flush: Optional[Callable[[ShardInfo], None]] = None,

@@ -3,7 +3,7 @@
 Needs matplotlib (``pip install 'probes[plot]'``). One panel per source whose probe kind
 (:mod:`probes.core.kinds`) declares a plot and whose log holds the metrics it needs, top to bottom
 in the log's source order; other sources are skipped. The built-in kinds draw keyword curves
-(P(first keyword token) per pair, the pairs that moved most), the priming scatter (log10 P_before
+(P(keyword) per pair, chained, the pairs that moved most), the priming scatter (log10 P_before
 against log10 S_prime, the threshold marked), the format distribution (stacked, the collapse
 marked), accuracy per benchmark against chance, and IFD per sample with the line IFD = 1.
 ``--max-pairs`` caps the curves of one panel.

@@ -145,8 +145,14 @@ def render_summary(summary: dict[str, Any]) -> str:
     for src in summary["sources"]:
         head = f"{printable(src['source'])} ({printable(src['type'])}): {src['records']} records"
         lines += ["", f"{head}, steps {src['first_step']}..{src['last_step']}"]
-        lines.append(_metric_table(src["metrics"]))
         kind = kinds.get(src["type"])
+        section = src.get(kind.key)
+        hidden = set(section.get("hidden_metrics", ())) if isinstance(section, dict) else set()
+        shown = [m for m in src["metrics"] if m["name"] not in hidden and _carries_data(m)]
+        lines.append(_metric_table(shown))
+        left = [m["name"] for m in src["metrics"] if m not in shown]
+        if left:
+            lines.append(printable(f"  no data or shown below: {', '.join(left)}"))
         if kind.summary_lines is not None and src.get(kind.key):
             lines += kind.summary_lines(src[kind.key])
     return "\n".join(lines)
@@ -172,6 +178,14 @@ def _header(summary: dict[str, Any]) -> list[str]:
         lines.append("info     " + "  ".join(facts))
     lines += [printable(f"skipped  {s['file']}: {s['problem']}") for s in info.get("skipped", [])]
     return lines
+
+
+def _carries_data(m: dict[str, Any]) -> bool:
+    """A metric row is shown only where it carries data: not NaN in every element of every record."""
+    size = 1
+    for d in m.get("shape", []):
+        size *= int(d)
+    return not (m.get("records") and size and m.get("nan", 0) == m["records"] * size)
 
 
 def _metric_table(metrics: list[dict[str, Any]]) -> str:

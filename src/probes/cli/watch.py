@@ -16,6 +16,9 @@ from probes.runlog.reader import RunReader
 __all__ = ["register", "run", "watch"]
 
 FINAL = {"finished": 0, "failed": 1, "interrupted": 1}
+#: default seconds between polls: with the writers' default ``flush_every_s=1`` a record shows
+#: within about 1 s + one training step + this (``tests/cli/test_watch_latency.py`` measures it)
+POLL_S = 0.25
 
 
 def register(sub: Any) -> None:
@@ -28,7 +31,9 @@ def register(sub: Any) -> None:
         " when --timeout passes without new records.",
     )
     add_run_arguments(p)
-    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between polls (default 1)")
+    p.add_argument(
+        "--interval", type=float, default=POLL_S, metavar="S", help=f"seconds between polls (default {POLL_S})"
+    )
     p.add_argument(
         "--timeout", type=float, default=None, metavar="S", help="give up after S seconds without new records"
     )
@@ -78,7 +83,7 @@ def watch(
     reader: RunReader,
     out: TextIO,
     *,
-    interval: float = 1.0,
+    interval: float = POLL_S,
     timeout: Optional[float] = None,
     from_start: bool = False,
     plain: bool = False,

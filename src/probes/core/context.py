@@ -8,7 +8,7 @@ plain-loop adapter each build one; a single process needs nothing but the module
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Optional
 
 import torch
@@ -38,6 +38,7 @@ class TrainingContext:
         gather, reduce_sum, any_rank: the collectives, needed only with several ranks.
         log: sends a scalar to the loop's loggers, or None when there are none.
         request_stop: asks the loop to stop after this step (format collapse with ``on_collapse="stop"``).
+        optimizers: the loop's optimizers (probes that watch the updates hook their steps).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class TrainingContext:
         any_rank: Optional[Callable[[bool], bool]] = None,
         log: Optional[ScalarLogger] = None,
         request_stop: Optional[Callable[[], None]] = None,
+        optimizers: Sequence[torch.optim.Optimizer] = (),
     ) -> None:
         if world_size > 1 and (reduce_sum is None or any_rank is None):
             raise ValueError("A context with world_size > 1 needs `reduce_sum=` and `any_rank=` collectives.")
@@ -73,6 +75,7 @@ class TrainingContext:
         self.log = log
         self._request_stop = request_stop
         self.stop_requested = False
+        self.optimizers = tuple(optimizers)
 
     def reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` summed over the data-parallel ranks (itself on one process)."""

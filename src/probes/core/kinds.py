@@ -57,7 +57,10 @@ __all__ = [
 ]
 
 #: the packages whose ``view`` module registers a built-in kind; the one list of them
-BUILTIN_PACKAGES = ("probes.keyword", "probes.priming", "probes.formats", "probes.choice", "probes.ifd")
+BUILTIN_PACKAGES = (
+    "probes.keyword", "probes.priming", "probes.formats", "probes.choice", "probes.ifd", "probes.frequency",
+    "probes.updates", "probes.thought", "probes.frontier",
+)
 
 FLOAT = frozenset({"F16", "BF16", "F32", "F64"})
 INT = frozenset({"I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64"})

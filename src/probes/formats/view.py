@@ -140,6 +140,10 @@ class FormatState(SourceState):
         return " of classified"
 
 
+#: formats the panel always shows (the dashboard's ``max_rows`` when larger)
+FORMAT_ROWS = 16
+
+
 class FormatPanel(RowsPanel[FormatState]):
     """Format distribution bars, entropy sparkline, dominant format and the collapse banner."""
 
@@ -175,8 +179,10 @@ class FormatPanel(RowsPanel[FormatState]):
     def __rich__(self) -> Panel:
         s = self.state
         dist = s.latest.get("dist", [])
+        # every format in the spec's order (the one rule of the format views: a distribution is
+        # read whole); only beyond FORMAT_ROWS formats are the smallest shares left out
         order = sorted(range(len(dist)), key=lambda i: -dist[i] if math.isfinite(dist[i]) else math.inf)
-        shown = sorted(order[: self.max_rows])
+        shown = sorted(order[: max(self.max_rows, FORMAT_ROWS)])
         extra = [k for k in ("mean_reward", "accuracy") if any(math.isfinite(v) for v in s.latest.get(k, [math.nan]))]
         t = panel_table(caption=f"+{len(dist) - len(shown)} more formats" if len(dist) > len(shown) else None)
         t.add_column("format", no_wrap=True, overflow="ellipsis", min_width=5, max_width=24)
@@ -236,6 +242,18 @@ def _summarize(run: RunReader, source: str, describe: Mapping[str, Any], limit: 
 
     if "dominant" in series:
         out["final_dominant"] = name_of(series["dominant"][-1])
+        if "dominant_share" in series:
+            out["final_dominant_share"] = json_number(series["dominant_share"][-1])
+    # rows of the generic metric table that carry no data for this source (the text summary leaves
+    # them out): the categorical dominant index (named above instead), a sample count that stayed
+    # 0 (scored mode reads probabilities, it samples nothing), rewards and accuracies never given
+    hidden = ["dominant"] if "dominant" in series else []
+    if f"{source}/n" in have and not np.any(run.read(f"{source}/n")[1]):
+        hidden.append("n")
+    for m in ("mean_reward", "accuracy"):
+        if f"{source}/{m}" in have and not np.isfinite(run.read(f"{source}/{m}")[1].astype(np.float64)).any():
+            hidden.append(m)
+    out["hidden_metrics"] = hidden
     if "entropy_bits" in series:
         out["final_entropy_bits"] = json_number(series["entropy_bits"][-1])
     if f"{source}/collapsed" in have:
@@ -267,6 +285,10 @@ def _summary_lines(fm: dict[str, Any]) -> list[str]:
                 [e["step"], e["event"], e["dominant"] or "-", e["dominant_share"], e["entropy_bits"]] for e in events
             ]
             lines.append(table(["step", "event", "dominant", "share", "entropy (bits)"], rows, indent="    "))
+    if fm.get("final_dominant") is not None:
+        share = fm.get("final_dominant_share")
+        lines.append(f"  final dominant format: {printable(fm['final_dominant'])}"
+                     + (f" ({fmt_num(share)})" if share is not None else ""))
     if "final_distribution" in fm:
         dist = ", ".join(f"{printable(k)} {fmt_num(v)}" for k, v in fm["final_distribution"].items())
         lines.append(f"  final distribution: {dist}")

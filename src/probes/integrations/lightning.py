@@ -170,6 +170,7 @@ class LightningHooks(Callback):
             any_rank=lambda flag: bool(strategy.reduce_boolean_decision(flag, all=False)),
             log=log if getattr(trainer, "loggers", None) and not final else None,
             request_stop=stop,
+            optimizers=tuple(getattr(trainer, "optimizers", None) or ()),
         )
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -54,6 +54,8 @@ class ProbeLoop:
         rank, world_size, gather, reduce_sum, any_rank: for data-parallel loops: this process's rank,
             the number of ranks, and the collectives (e.g. built on ``torch.distributed``); the probe
             set is then sharded across ranks as under Lightning's DDP.
+        optimizers: the loop's optimizers, for probes that hook their steps (the one given to
+            :meth:`optimizer_step` is added when first seen).
 
     Raises:
         ValueError: no probes, two probes with one name, or a bad argument.
@@ -73,6 +75,7 @@ class ProbeLoop:
         gather: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         reduce_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         any_rank: Optional[Callable[[bool], bool]] = None,
+        optimizers: Iterable[torch.optim.Optimizer] = (),
     ) -> None:
         self.probes = list(probes)
         if not self.probes or not all(isinstance(p, Probe) for p in self.probes):
@@ -99,6 +102,7 @@ class ProbeLoop:
         self._started = False
         self._ended = False
         self.stop_requested = False
+        self.optimizers: list[torch.optim.Optimizer] = list(optimizers)
 
     # --- context -------------------------------------------------------------------------------------
 
@@ -115,6 +119,7 @@ class ProbeLoop:
             hubs=self.hubs,
             log=None if final else self._log,
             request_stop=self._stop,
+            optimizers=tuple(self.optimizers),
             **self._collectives,  # type: ignore[arg-type]
         )
         return ctx
@@ -165,11 +170,16 @@ class ProbeLoop:
             probe.before_optimizer_step(ctx)
 
     def after_optimizer_step(self) -> None:
-        """Just after ``optimizer.step()``: one more update is in the weights."""
+        """Just after ``optimizer.step()``: one more update is in the weights (and the run log
+        flushes when its interval has passed, so ``probes watch`` sees the records soon)."""
         self.step += 1
+        if self._writer is not None:
+            self._writer.maybe_flush()
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """:meth:`before_optimizer_step`, ``optimizer.step()``, :meth:`after_optimizer_step`."""
+        if not any(o is optimizer for o in self.optimizers):
+            self.optimizers.append(optimizer)
         self.before_optimizer_step()
         optimizer.step()
         self.after_optimizer_step()

@@ -41,8 +41,10 @@ __all__ = [
     "assert_keyword_learned",
     "assert_probability_trend",
     "keyword_probability",
+    "log10_p",
     "pair_groups",
     "pair_names",
+    "rank_pairs",
 ]
 
 TYPE = "KeywordProbe"
@@ -69,6 +71,38 @@ def pair_groups(describe: Mapping[str, Any]) -> Optional[list[str]]:
     if not isinstance(pairs, Sequence):
         return None
     return [str(p.get("group", "")) if isinstance(p, Mapping) else "" for p in pairs]
+
+
+# --- the ranking rule (dashboard, summary and plot) ---------------------------------------------
+
+#: the metric pairs are ranked by in ``probes summary`` and ``probes plot`` (the dashboard's default
+#: ``keyword_metric``): the chained probability of every keyword token
+RANK_METRIC = "p_seq"
+
+
+def rank_pairs(first: Any, last: Any) -> list[int]:
+    """Pair indices by the one ranking rule of every keyword view: ``|last - first|`` of log10 P
+    (P the chained keyword probability ``p_seq`` unless a view is told otherwise), largest first;
+    a pair whose change is not finite (NaN or infinite scores) ranks before all others; ties keep
+    pair order.
+
+    Args:
+        first, last: log10 P of every pair at the first and at the latest reading.
+    """
+    change = np.abs(np.asarray(last, dtype=np.float64) - np.asarray(first, dtype=np.float64))
+    change = np.where(np.isfinite(change), change, np.inf)
+    return np.argsort(-change, kind="stable").tolist()
+
+
+def log10_p(run: RunReader, source: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Steps, log10 P of every pair and the metric's name: ``p_seq`` from ``logp_seq`` (the
+    ranking metric), or ``p_first`` where a run has no ``logp_seq``."""
+    if f"{source}/logp_seq" in run.metrics(f"{source}/"):
+        steps, lp = run.read(f"{source}/logp_seq")
+        return steps, lp.astype(np.float64) / _LN10, "p_seq"
+    steps, p = run.read(f"{source}/p_first")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return steps, np.log10(p.astype(np.float64)), "p_first"
 
 
 # --- dashboard ----------------------------------------------------------------------------------
@@ -111,9 +145,7 @@ class KeywordState(SourceState):
         ``(name, p, baseline p, log10 p history)``."""
         if self.current is None or self.base is None:
             return []
-        change = (self.current - self.base).abs()
-        change = torch.where(torch.isfinite(change), change, torch.full_like(change, math.inf))
-        order = torch.sort(change, descending=True, stable=True).indices[:n].tolist()
+        order = rank_pairs(self.base.cpu().numpy(), self.current.cpu().numpy())[:n]
         _, rows = self.log10_p.series()
         hist = torch.stack(rows)[:, order] if rows else None
         out = []
@@ -178,6 +210,7 @@ def _summarize(run: RunReader, source: str, describe: Mapping[str, Any], limit: 
     rank = run.read(f"{source}/rank")[1] if f"{source}/rank" in have else None
     with np.errstate(divide="ignore", invalid="ignore"):
         delta = np.log10(p[-1].astype(np.float64)) - np.log10(p[0].astype(np.float64))
+    _, lp, metric = log10_p(run, source)
     rows = []
     for j, name in enumerate(names):
         col = p[:, j].astype(np.float64)
@@ -186,6 +219,9 @@ def _summarize(run: RunReader, source: str, describe: Mapping[str, Any], limit: 
             {
                 "pair": name,
                 "group": groups[j],
+                f"{metric}_initial": json_number(10.0 ** lp[0, j]),
+                f"{metric}_final": json_number(10.0 ** lp[-1, j]),
+                f"delta_log10_{metric}": json_number(lp[-1, j] - lp[0, j]),
                 "p_first_initial": json_number(col[0]),
                 "p_first_final": json_number(col[-1]),
                 "delta_log10": json_number(delta[j]),
@@ -196,8 +232,13 @@ def _summarize(run: RunReader, source: str, describe: Mapping[str, Any], limit: 
                 "rank_final": json_int(rank[-1, j]) if rank is not None else None,
             }
         )
-    order = sorted(range(len(rows)), key=lambda j: -abs(rows[j]["delta_log10"] or 0.0))
-    return {"pairs": [rows[j] for j in order[:limit]], "n_pairs": len(rows), "sorted_by": "|delta_log10|"}
+    order = rank_pairs(lp[0], lp[-1])
+    return {
+        "pairs": [rows[j] for j in order[:limit]],
+        "n_pairs": len(rows),
+        "metric": metric,
+        "sorted_by": f"|delta_log10_{metric}|",
+    }
 
 
 def _signed(x: Any) -> str:
@@ -205,14 +246,16 @@ def _signed(x: Any) -> str:
 
 
 def _summary_lines(kw: dict[str, Any]) -> list[str]:
+    m = kw.get("metric", "p_first")
     rows = [
-        [r["pair"], r["group"], r["p_first_initial"], r["p_first_final"], _signed(r["delta_log10"]), r["rank_final"]]
+        [r["pair"], r["group"], r.get(f"{m}_initial"), r.get(f"{m}_final"), _signed(r.get(f"delta_log10_{m}")),
+         r["p_first_final"], r["rank_final"]]
         for r in kw["pairs"]
     ]
     return [
         "",
-        f"  pairs by |change of log10 p_first| ({len(rows)} of {kw['n_pairs']}):",
-        table(["pair", "group", "p_first first", "final", "Δlog10", "rank"], rows, indent="    "),
+        f"  pairs by |change of log10 {m}| ({len(rows)} of {kw['n_pairs']}):",
+        table(["pair", "group", f"{m} first", "final", "Δlog10", "p_first final", "rank"], rows, indent="    "),
     ]
 
 
@@ -220,22 +263,20 @@ def _summary_lines(kw: dict[str, Any]) -> list[str]:
 
 
 def _plot(ax: Axes, run: RunReader, source: str, max_series: int) -> None:
-    """P(first keyword token) per pair over steps, log scale; the pairs that moved most."""
-    steps, p = run.read(f"{source}/p_first")
-    p = p.astype(np.float64)
+    """P(keyword) (``p_seq``; ``p_first`` for runs without it) per pair over steps, log scale; the
+    ``max_series`` pairs first by the ranking rule (:func:`rank_pairs`)."""
+    steps, lp, metric = log10_p(run, source)
     names = [printable(n) for n in pair_names(run.describe(source)) or []]
-    if len(names) != p.shape[1]:
-        names = [str(i) for i in range(p.shape[1])]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        moved = np.abs(np.log10(p[-1]) - np.log10(p[0]))
-    order = np.argsort(-np.nan_to_num(moved, nan=-1.0), kind="stable")[:max_series]
-    for j in sorted(order.tolist()):
-        ax.plot(steps, p[:, j], label=names[j], linewidth=1.2)
+    if len(names) != lp.shape[1]:
+        names = [str(i) for i in range(lp.shape[1])]
+    order = rank_pairs(lp[0], lp[-1])[:max_series]
+    for j in sorted(order):
+        ax.plot(steps, 10.0 ** lp[:, j], label=names[j], linewidth=1.2)
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("P(first keyword token)")
-    shown = f" ({len(order)} of {p.shape[1]} pairs that moved most)" if len(order) < p.shape[1] else ""
-    ax.set_title(f"{printable(source)}: keyword probabilities{shown}")
+    ax.set_ylabel("P(keyword)" if metric == "p_seq" else "P(first keyword token)")
+    shown = f" ({len(order)} of {lp.shape[1]} pairs that moved most)" if len(order) < lp.shape[1] else ""
+    ax.set_title(f"{printable(source)}: keyword probabilities {metric}{shown}")
     if len(order) <= 12:
         ax.legend(fontsize="x-small", ncols=2 if len(order) > 6 else 1, loc="best")
     ax.grid(True, which="major", alpha=0.3)

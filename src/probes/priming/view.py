@@ -39,6 +39,7 @@ __all__ = [
     "PrimingState",
     "assert_no_priming",
     "assert_priming_below",
+    "rank_samples",
     "sample_names",
 ]
 
@@ -58,6 +59,18 @@ def sample_names(describe: Mapping[str, Any]) -> Optional[list[str]]:
 def _threshold(describe: Mapping[str, Any]) -> Optional[float]:
     value = describe.get("threshold")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+# --- the ranking rule (dashboard, summary and plot) ---------------------------------------------
+
+
+def rank_samples(log10_s_prime: Any) -> list[int]:
+    """Sample indices by the one ranking rule of every priming view: log10 S_prime at the latest
+    reading, largest (most primed) first; samples without a finite value (no baseline yet) last;
+    ties keep sample order."""
+    v = np.asarray(log10_s_prime, dtype=np.float64).reshape(-1)
+    key = np.where(np.isfinite(v), -v, np.inf)
+    return np.argsort(key, kind="stable").tolist()
 
 
 # --- dashboard ----------------------------------------------------------------------------------
@@ -116,6 +129,7 @@ class PrimingPanel(RowsPanel[PrimingState]):
         s = self.state
         n = len(s.names)
         shown = min(n, self.max_rows)
+        rows = rank_samples(_log10_s_prime(s.latest, n))[:shown]
         thr = s.threshold if s.threshold is not None else self.threshold
         t = panel_table(caption=f"+{n - shown} more samples" if n > shown else None)
         name_column(t, "sample", max_width=32)
@@ -123,7 +137,7 @@ class PrimingPanel(RowsPanel[PrimingState]):
             t.add_column(head, justify="right", no_wrap=True)
         t.add_column("surprise", no_wrap=True)
         t.add_column("trend", no_wrap=True, ratio=1, min_width=4)
-        for i in range(shown):
+        for i in rows:
             has_base = s.value("has_baseline", i) == 1.0 or "has_baseline" not in s.latest
             p_before = s.value("p_before", i)
             flag = s.value("surprising", i)
@@ -141,6 +155,15 @@ class PrimingPanel(RowsPanel[PrimingState]):
                 Sparkline(s.trend(i)),
             )
         return panel(t, f"{s.source} · surprising: p before < {thr:.0e}", "magenta")
+
+
+def _log10_s_prime(latest: Mapping[str, Any], n: int) -> list[float]:
+    """log10 S_prime of each sample from a reading's values (``log10_s_prime``, else ``s_prime``)."""
+    if "log10_s_prime" in latest:
+        return [float(v) for v in latest["log10_s_prime"]]
+    if "s_prime" in latest:
+        return [math.log10(v) if v > 0 else math.nan for v in (float(x) for x in latest["s_prime"])]
+    return [math.nan] * n
 
 
 def _status(s: PrimingState, options: DashboardOptions) -> str:
@@ -193,10 +216,12 @@ def _summarize(run: RunReader, source: str, describe: Mapping[str, Any], limit: 
         }
         for i, name in enumerate(names)
     ]
+    order = rank_samples(_log10_s_prime(last, n))
     return {
         "threshold": threshold,
         "step": int(steps[-1]),
-        "samples": rows[:limit],
+        "sorted_by": "log10_s_prime",
+        "samples": [rows[i] for i in order[:limit]],
         "n_samples": n,
         "surprising": [r["sample"] for r in rows if r["surprising"]],
     }
@@ -247,8 +272,8 @@ def _plot(ax: Axes, run: RunReader, source: str, max_series: int) -> None:
     surprising = x < math.log10(threshold)
     ax.scatter(x[ok & surprising], y[ok & surprising], color="tab:red", label="surprising", zorder=3)
     ax.scatter(x[ok & ~surprising], y[ok & ~surprising], color="tab:blue", label="not surprising", zorder=3)
-    if len(names) == len(x) and len(names) <= 20:
-        for i in np.nonzero(ok)[0]:
+    if len(names) == len(x):  # names of the first max_series samples by the ranking rule
+        for i in [i for i in rank_samples(y) if ok[i]][:max_series]:
             label = printable(names[i])
             ax.annotate(label, (x[i], y[i]), fontsize="xx-small", xytext=(3, 3), textcoords="offset points")
     ax.set_title(f"{printable(source)}: priming spread vs probability before learning, step {int(steps[k])}")

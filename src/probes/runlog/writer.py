@@ -91,8 +91,10 @@ class RunWriter:
         branch: attach to an existing log as a new timeline (see :class:`Branch`); records of
             ``branch.parent`` after ``branch.fork_step`` are superseded for readers.
         flush_every_n: flush after this many buffered records (all sources together).
-        flush_every_s: flush when the oldest buffered record is this old, in seconds; None to
-            flush on count only.
+        flush_every_s: flush when the oldest buffered record is this old, in seconds (checked at
+            :meth:`write`), or at :meth:`maybe_flush` when the last flush is this long ago (so after
+            a quiet spell a training loop's records land at its next check, and time-triggered
+            shards are at most one per ``flush_every_s``); None to flush on count only.
         run_info: JSON-serialisable run information stored in every shard (merged over host,
             pid, versions and start time).
         background: serialise and write shards on a background thread; the caller only stacks
@@ -126,7 +128,7 @@ class RunWriter:
         *,
         branch: Optional[Branch] = None,
         flush_every_n: int = 4096,
-        flush_every_s: Optional[float] = 30.0,
+        flush_every_s: Optional[float] = 1.0,
         run_info: Optional[Mapping[str, Any]] = None,
         background: bool = False,
         max_pending: int = 2,
@@ -219,6 +221,7 @@ class RunWriter:
         self._buffers: dict[str, list[tuple[int, int, list[torch.Tensor], float]]] = {}
         self._n_buffered = 0
         self._oldest: Optional[float] = None
+        self._last_flush = time.monotonic()  # of the last flush that took records (or the writer's start)
         self._last_step = self.fork_step if branch is not None else -1
         self.n_flushed_records = 0
         self.n_shards = 0
@@ -376,9 +379,11 @@ class RunWriter:
         )
 
     def maybe_flush(self) -> bool:
-        """Flush (without waiting) if the time threshold has passed, or retry held shards whose
+        """Flush (without waiting) buffered records if the last flush is ``flush_every_s`` old (a
+        record never waits longer than that plus the time to this call), or retry held shards whose
         retry interval has passed; returns whether it did."""
-        if self.closed or not ((self._n_buffered and self._due()) or self._outbox.retry_due):
+        quiet = self.flush_every_s is not None and time.monotonic() - self._last_flush >= self.flush_every_s
+        if self.closed or not ((self._n_buffered and quiet) or self._outbox.retry_due):
             return False
         self.flush(wait=False)
         return True
@@ -465,6 +470,7 @@ class RunWriter:
         self._buffers = {s: [] for s in self._buffers}
         self._n_buffered = 0
         self._oldest = None
+        self._last_flush = time.monotonic()
         room = self.max_header_bytes - self._run_info_bytes - 4096
         parts: list[dict[str, Block]] = [{}]
         used = 0
