@@ -20,7 +20,15 @@ from typing import Any
 
 import torch
 
-BENCHES = ("bench_keyword", "bench_engine", "bench_signals", "bench_frequency", "bench_runlog", "bench_formats", "bench_ddp")
+BENCHES = (
+    "bench_keyword",
+    "bench_engine",
+    "bench_signals",
+    "bench_frequency",
+    "bench_runlog",
+    "bench_formats",
+    "bench_ddp",
+)
 
 
 def run_all(quick: bool, only: list[str] | None = None) -> dict[str, Any]:
