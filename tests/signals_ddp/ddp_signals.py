@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.world > 1:
         import torch.distributed as dist
 
+        dist.barrier()  # leave together: rank 0 hosts the store, and a peer gone early can hang its teardown
         dist.destroy_process_group()
 
 
