@@ -43,6 +43,7 @@ RATIOS = [
     ("gpt2_ctx128_loop_vs_probe", "GPT-2 shape, 128-token contexts: competent loop / probe", ">= 2"),
     ("tiny_ctx128_loop_vs_probe", "tiny GPT, 128-token contexts: competent loop / probe", ">= 2"),
     ("gpt2_ctx128_full_head_vs_probe", "GPT-2 shape, 128-token contexts: engine before issue 16 / probe", "> 1"),
+    ("gpt2_three_shared_vs_costliest_alone", "GPT-2 shape: 3 probes sharing a hub / costliest alone", "<= 1.15"),
     ("tiny_ctx128_full_head_vs_probe", "tiny GPT, 128-token contexts: full logits / head at read positions", "> 1"),
 ]
 
@@ -114,6 +115,53 @@ def _floor_batch(gpt2: Any, pairs: list[Any]) -> torch.Tensor:
     return out
 
 
+def three_probes(model: torch.nn.Module, reps: int) -> dict[str, float]:
+    """Keyword + Priming + scored Format on the same 32 contexts (text of 128 bytes, the byte ids
+    are in the vocabulary): their three reads through one shared hub against each one alone."""
+    from probes import FormatProbe, LearningSample, PrimingProbe
+    from probes.core.hub import Hubs
+    from probes.demos import ByteTokenizer
+    from probes.formats import Format, FormatSpec
+
+    g = torch.Generator().manual_seed(1)
+    letters = "abcdefghijklmnopqrstuvwxyz "
+    contexts = ["".join(letters[int(i)] for i in torch.randint(0, 27, (128,), generator=g)) for _ in range(N_CONTEXTS)]
+    words = ["blue", "green", "yellow", "white", "black", "red", "grey", "pink"]
+    tok = ByteTokenizer()
+    spec = FormatSpec([Format(w, contains=w, prefixes=(" " + w,)) for w in words[:4]])
+
+    def build() -> list[Any]:
+        return [
+            KeywordProbe([(f"c{c}{w}", ctx, w) for c, ctx in enumerate(contexts) for w in words], tok),
+            PrimingProbe([LearningSample(f"s{k}", f"{contexts[k]} {words[k % 8]}", words[k % 8],
+                                         [c for c in contexts[:9] if c != contexts[k]][:8])
+                          for k in range(8)], tok, baseline=0, count_exposures=False),
+            FormatProbe(spec, mode="scored", prompts=contexts, tokenizer=tok, collapse=None),
+        ]
+
+    shared, alone = build(), build()
+    hubs = Hubs()
+    for p in shared:
+        p.attach(TrainingContext(model, step=0, hubs=hubs))
+    for p in (*shared, *alone):
+        p.check(TrainingContext(model, step=0, hubs=hubs if p in shared else Hubs()))
+    step = [0]
+
+    def all_shared() -> None:
+        step[0] += 1
+        ctx = TrainingContext(model, step=step[0], hubs=hubs)
+        for p in shared:
+            p.read_scores(ctx)
+
+    fns: dict[str, Callable[[], Any]] = {"shared": all_shared}
+    for p in alone:
+        fns[p.source] = lambda p=p: p.read(model)
+    t = _median_times(fns, reps)
+    costliest = max(t[p.source] for p in alone)
+    return {"three_shared_ms": t["shared"] * 1e3, "costliest_alone_ms": costliest * 1e3,
+            "three_shared_vs_costliest_alone": t["shared"] / costliest}
+
+
 def _median_times(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in fns}
     for r in range(reps):
@@ -170,6 +218,7 @@ def run(quick: bool = False) -> dict[str, float]:
             out[f"{key}_loop_vs_probe"] = t["loop"] / t["probe"]
             out[f"{key}_full_head_vs_probe"] = t["probe_full_head"] / t["probe"]
             out[f"{key}_no_cache_vs_probe"] = t["probe_no_cache"] / t["probe"]
+    out.update({f"gpt2_{k}": v for k, v in three_probes(_models()["gpt2"], reps).items()})
     return out
 
 
