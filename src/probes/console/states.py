@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 
@@ -23,6 +23,7 @@ from probes.core.records import Record
 
 __all__ = [
     "DashboardOptions",
+    "ElementState",
     "History",
     "NewAlert",
     "OtherState",
@@ -152,6 +153,34 @@ class SourceState:
     def column(history: History[Any], i: int) -> list[float]:
         """Element ``i`` of every row of a history of vectors (NaN where a row is shorter)."""
         return [row[i] if i < len(row) else math.nan for row in history.series()[1]]
+
+
+
+class ElementState(SourceState):
+    """A source whose vector metrics run over named elements (samples, items, groups): the latest
+    reading as lists of floats, and the element names from ``describe()[axis]``, extended with
+    positional names when a record holds more elements. A kind's state sets the class attributes
+    and calls :meth:`take` first in its ``_ingest``.
+    """
+
+    axis: ClassVar[str] = "samples"  # the describe() key that lists the elements
+    element: ClassVar[str] = "sample"  # positional names: "sample0", "sample1", ...
+    counted_by: ClassVar[Optional[str]] = None  # the metric whose length counts them (None: the longest)
+
+    def __init__(self, source: str, describe: Mapping[str, Any], options: Optional[DashboardOptions] = None) -> None:
+        super().__init__(source, describe, options)
+        self.names = display_names(self.describe.get(self.axis), self.element) or []
+        self.latest: dict[str, list[float]] = {}
+
+    def take(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Keep ``tensors`` as the latest reading and name every element it holds."""
+        self.latest = {k: floats(v) for k, v in tensors.items()}
+        if self.counted_by is not None:
+            n = len(self.latest.get(self.counted_by, []))
+        else:
+            n = max((len(v) for v in self.latest.values()), default=0)
+        if len(self.names) < n:
+            self.names += [f"{self.element}{i}" for i in range(len(self.names), n)]
 
 
 class OtherState(SourceState):

@@ -21,7 +21,12 @@ from rich.panel import Panel
 
 from probes.console.numbers import MISSING, fmt_num, printable, table
 from probes.console.panels import RowsPanel, name_cell, name_column, panel, panel_table
-from probes.console.states import DashboardOptions, NewAlert, SourceState, display_names, floats, nonfinite_alerts
+from probes.console.states import (
+    DashboardOptions,
+    ElementState,
+    NewAlert,
+    nonfinite_alerts,
+)
 from probes.core import kinds
 from probes.core.kinds import FLAG, NUMBER
 from probes.runlog.summary import json_number
@@ -55,19 +60,15 @@ def _ranked(gain: Sequence[float]) -> list[int]:
 # --- dashboard ----------------------------------------------------------------------------------
 
 
-class FrequencyState(SourceState):
+class FrequencyState(ElementState):
     """The latest reading of every item."""
 
-    def __init__(self, source: str, describe: Mapping[str, Any], options: Optional[DashboardOptions] = None) -> None:
-        super().__init__(source, describe, options)
-        self.names = display_names(self.describe.get("items"), "item") or []
-        self.latest: dict[str, list[float]] = {}
+    axis = "items"
+    element = "item"
+    counted_by = "logp"
 
     def _ingest(self, tensors: Mapping[str, torch.Tensor], step: int) -> list[NewAlert]:
-        self.latest = {k: floats(v) for k, v in tensors.items()}
-        n = len(self.latest.get("logp", []))
-        if len(self.names) < n:
-            self.names += [f"item{i}" for i in range(len(self.names), n)]
+        self.take(tensors)
         logp = tensors.get("logp")
         return nonfinite_alerts(self.source, "logp", logp, self.names, step)
 

@@ -23,7 +23,12 @@ from rich.text import Text
 
 from probes.console.numbers import fmt_num, printable, sample_rows, table
 from probes.console.panels import RowsPanel, name_cell, name_column, panel, panel_table
-from probes.console.states import DashboardOptions, NewAlert, SourceState, display_names, floats, nonfinite_alerts
+from probes.console.states import (
+    DashboardOptions,
+    ElementState,
+    NewAlert,
+    nonfinite_alerts,
+)
 from probes.core import kinds
 from probes.core.kinds import FLAG, NUMBER, Metric
 from probes.runlog.summary import json_number
@@ -45,20 +50,19 @@ def _names(describe: Mapping[str, Any], width: int) -> list[str]:
     return names if len(names) == width else [str(i) for i in range(width)]
 
 
-class FrontierState(SourceState):
+class FrontierState(ElementState):
     """The latest reading per sample and a history of the accepted fraction."""
+
+    axis = "samples"
+    element = "sample"
+    counted_by = "accepted"
 
     def __init__(self, source: str, describe: Mapping[str, Any], options: Optional[DashboardOptions] = None) -> None:
         super().__init__(source, describe, options)
-        self.names = display_names(self.describe.get("samples"), "sample") or []
-        self.latest: dict[str, list[float]] = {}
         self.fraction = self.history()
 
     def _ingest(self, tensors: Mapping[str, torch.Tensor], step: int) -> list[NewAlert]:
-        self.latest = {k: floats(v) for k, v in tensors.items()}
-        n = len(self.latest.get("accepted", []))
-        if len(self.names) < n:
-            self.names += [f"sample{i}" for i in range(len(self.names), n)]
+        self.take(tensors)
         self.fraction.append(step, self.latest.get("accepted_fraction", [math.nan]))
         return nonfinite_alerts(self.source, "r_ifd_refined", tensors.get("r_ifd_refined"), self.names, step)
 

@@ -30,7 +30,12 @@ from rich.text import Text
 from probes.console.numbers import fmt_num, printable, sample_rows, table
 from probes.console.panels import RowsPanel, name_cell, name_column, panel, panel_table
 from probes.console.sparkline import Sparkline
-from probes.console.states import DashboardOptions, NewAlert, SourceState, display_names, floats, nonfinite_alerts
+from probes.console.states import (
+    DashboardOptions,
+    ElementState,
+    NewAlert,
+    nonfinite_alerts,
+)
 from probes.core import kinds
 from probes.core.kinds import FLAG, NUMBER, Metric
 from probes.runlog.summary import json_number
@@ -73,20 +78,19 @@ def _f3(x: float) -> str:
     return f"{x:.3f}"  # nan and inf as such
 
 
-class IFDState(SourceState):
+class IFDState(ElementState):
     """The latest IFD reading per sample and a history of log10 IFD per sample."""
+
+    axis = "samples"
+    element = "sample"
+    counted_by = "ifd"
 
     def __init__(self, source: str, describe: Mapping[str, Any], options: Optional[DashboardOptions] = None) -> None:
         super().__init__(source, describe, options)
-        self.names = display_names(self.describe.get("samples"), "sample") or []
-        self.latest: dict[str, list[float]] = {}
         self.log10_ifd = self.history()
 
     def _ingest(self, tensors: Mapping[str, torch.Tensor], step: int) -> list[NewAlert]:
-        self.latest = {k: floats(v) for k, v in tensors.items()}
-        n = len(self.latest.get("ifd", []))
-        if len(self.names) < n:
-            self.names += [f"sample{i}" for i in range(len(self.names), n)]
+        self.take(tensors)
         self.log10_ifd.append(step, [math.log10(v) if v > 0 else math.nan for v in self.latest.get("ifd", [])])
         return nonfinite_alerts(self.source, "ifd", tensors.get("ifd"), self.names, step)
 

@@ -21,7 +21,12 @@ from rich.text import Text
 from probes.console.numbers import MISSING, fmt_num, fmt_prob, fmt_ratio, printable, sample_rows, table
 from probes.console.panels import RowsPanel, name_cell, name_column, panel, panel_table, ratio_style
 from probes.console.sparkline import Sparkline
-from probes.console.states import DashboardOptions, NewAlert, SourceState, display_names, floats, nonfinite_alerts
+from probes.console.states import (
+    DashboardOptions,
+    ElementState,
+    NewAlert,
+    nonfinite_alerts,
+)
 from probes.core import kinds
 from probes.core.kinds import FLAG, NUMBER
 from probes.runlog.summary import finite_or, json_int, json_number
@@ -76,13 +81,14 @@ def rank_samples(log10_s_prime: Any) -> list[int]:
 # --- dashboard ----------------------------------------------------------------------------------
 
 
-class PrimingState(SourceState):
+class PrimingState(ElementState):
     """Priming and memorization per learning sample: the latest reading and the s_prime history."""
+
+    axis = "samples"
+    element = "sample"
 
     def __init__(self, source: str, describe: Mapping[str, Any], options: Optional[DashboardOptions] = None) -> None:
         super().__init__(source, describe, options)
-        self.names = display_names(self.describe.get("samples"), "sample") or []
-        self.latest: dict[str, list[float]] = {}
         self.log10_s_prime = self.history()
 
     @property
@@ -91,10 +97,7 @@ class PrimingState(SourceState):
         return _threshold(self.describe)
 
     def _ingest(self, tensors: Mapping[str, torch.Tensor], step: int) -> list[NewAlert]:
-        self.latest = {k: floats(v) for k, v in tensors.items()}
-        n = max((len(v) for v in self.latest.values()), default=0)
-        if len(self.names) < n:
-            self.names += [f"sample{i}" for i in range(len(self.names), n)]
+        self.take(tensors)
         alerts = nonfinite_alerts(self.source, "p_learn", tensors.get("p_learn"), self.names, step)
         p_before, has_base = tensors.get("p_before"), tensors.get("has_baseline")
         if p_before is not None and has_base is not None and p_before.is_floating_point():

@@ -23,7 +23,12 @@ from rich.panel import Panel
 from probes.console.numbers import fmt_num, printable, sample_rows, table
 from probes.console.panels import RowsPanel, name_cell, name_column, panel, panel_table
 from probes.console.sparkline import Sparkline
-from probes.console.states import DashboardOptions, NewAlert, SourceState, display_names, floats, nonfinite_alerts
+from probes.console.states import (
+    DashboardOptions,
+    ElementState,
+    NewAlert,
+    nonfinite_alerts,
+)
 from probes.core import kinds
 from probes.core.kinds import FLAG, NUMBER
 from probes.runlog.summary import json_number
@@ -50,20 +55,19 @@ def _names(describe: Mapping[str, Any], width: int) -> list[str]:
     return names if len(names) == width else [str(i) for i in range(width)]
 
 
-class ThoughtState(SourceState):
+class ThoughtState(ElementState):
     """The latest reading per item and a history of gains."""
+
+    axis = "items"
+    element = "item"
+    counted_by = "gain"
 
     def __init__(self, source: str, describe: Mapping[str, Any], options: Optional[DashboardOptions] = None) -> None:
         super().__init__(source, describe, options)
-        self.names = display_names(self.describe.get("items"), "item") or []
-        self.latest: dict[str, list[float]] = {}
         self.gains = self.history()
 
     def _ingest(self, tensors: Mapping[str, torch.Tensor], step: int) -> list[NewAlert]:
-        self.latest = {k: floats(v) for k, v in tensors.items()}
-        n = len(self.latest.get("gain", []))
-        if len(self.names) < n:
-            self.names += [f"item{i}" for i in range(len(self.names), n)]
+        self.take(tensors)
         self.gains.append(step, self.latest.get("gain", []))
         return nonfinite_alerts(self.source, "gain", tensors.get("gain"), self.names, step)
 

@@ -26,7 +26,7 @@ from rich.panel import Panel
 from probes.console.numbers import fmt_num, printable, sample_rows, table
 from probes.console.panels import RowsPanel, name_cell, name_column, panel, panel_table
 from probes.console.sparkline import Sparkline
-from probes.console.states import DashboardOptions, NewAlert, SourceState, display_names, floats
+from probes.console.states import DashboardOptions, ElementState, NewAlert
 from probes.core import kinds
 from probes.core.kinds import NUMBER
 from probes.runlog.summary import json_number
@@ -68,20 +68,19 @@ def compare_shares(a: tuple[Sequence[str], np.ndarray], b: tuple[Sequence[str], 
 # --- dashboard ----------------------------------------------------------------------------------
 
 
-class UpdateState(SourceState):
+class UpdateState(ElementState):
     """The latest update figures per group and a history of shares."""
+
+    axis = "groups"
+    element = "group"
+    counted_by = "share"
 
     def __init__(self, source: str, describe: Mapping[str, Any], options: Optional[DashboardOptions] = None) -> None:
         super().__init__(source, describe, options)
-        self.names = display_names(self.describe.get("groups"), "group") or []
-        self.latest: dict[str, list[float]] = {}
         self.shares = self.history()
 
     def _ingest(self, tensors: Mapping[str, torch.Tensor], step: int) -> list[NewAlert]:
-        self.latest = {k: floats(v) for k, v in tensors.items()}
-        n = len(self.latest.get("share", []))
-        if len(self.names) < n:
-            self.names += [f"group{i}" for i in range(len(self.names), n)]
+        self.take(tensors)
         self.shares.append(step, self.latest.get("share", []))
         return []
 
