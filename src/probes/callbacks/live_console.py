@@ -15,6 +15,7 @@ from typing_extensions import override
 
 from probes.console.dashboard import AlertLevel, Dashboard
 from probes.console.display import LiveDisplay, live_stack
+from probes.console.plain import print_alerts
 from probes.integrations.lightning import ProbeCallback
 
 __all__ = ["LiveConsole"]
@@ -234,8 +235,4 @@ class LiveConsole(Callback):
         out = console or self._plain
         if out is None:
             return
-        for a in self.dashboard.alerts:
-            if a.seq > self._printed_seq:
-                where = f" step {a.step}" if a.step is not None and a.step >= 0 else ""
-                out.print(Text(f"probes alert{where}: {a.text}"), soft_wrap=True, highlight=False)
-                self._printed_seq = a.seq
+        self._printed_seq = print_alerts(out, self.dashboard.alerts, self._printed_seq)

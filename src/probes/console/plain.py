@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Optional
+from collections.abc import Iterable, Sequence
+from typing import Any, Optional
+
+from rich.text import Text
 
 from probes.console.numbers import MISSING, fmt_count, fmt_duration, fmt_rate
 from probes.console.panels import RunHeader
 from probes.console.states import DashboardOptions, OtherState, SourceState
 from probes.core import kinds
 
-__all__ = ["summary_line"]
+__all__ = ["print_alerts", "summary_line"]
 
 
 def summary_line(
@@ -42,3 +44,14 @@ def summary_line(
     if n_alerts:
         parts.append(f"alerts {n_alerts}")
     return " | ".join(parts)
+
+
+def print_alerts(console: Any, alerts: Iterable[Any], after_seq: int) -> int:
+    """Print, one line each, the alerts numbered after ``after_seq`` (``probes alert step N: ...``);
+    returns the number of the last alert printed (``after_seq`` when none was new)."""
+    for a in alerts:
+        if a.seq > after_seq:
+            where = f" step {a.step}" if a.step is not None and a.step >= 0 else ""
+            console.print(Text(f"probes alert{where}: {a.text}"), soft_wrap=True, highlight=False)
+            after_seq = a.seq
+    return after_seq

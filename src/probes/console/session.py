@@ -15,6 +15,7 @@ from rich.text import Text
 
 from probes.console.dashboard import Dashboard
 from probes.console.display import LiveDisplay
+from probes.console.plain import print_alerts
 
 __all__ = ["ConsoleSession"]
 
@@ -98,8 +99,4 @@ class ConsoleSession:
         if out is None:
             return
         out.print(Text(self.dashboard.summary_line()), soft_wrap=True, highlight=False)
-        for a in self.dashboard.alerts:
-            if a.seq > self._printed_seq:
-                where = f" step {a.step}" if a.step is not None and a.step >= 0 else ""
-                out.print(Text(f"probes alert{where}: {a.text}"), soft_wrap=True, highlight=False)
-                self._printed_seq = a.seq
+        self._printed_seq = print_alerts(out, self.dashboard.alerts, self._printed_seq)
