@@ -185,7 +185,11 @@ class DeepSpeedStrategy:  # stands in for lightning's (refused by class name; de
 def test_unsafe_strategies_are_refused(strategy):
     from lightning.pytorch.strategies import FSDPStrategy
 
-    fake = types.SimpleNamespace(strategy=FSDPStrategy() if strategy == "fsdp" else DeepSpeedStrategy())
+    progress = types.SimpleNamespace(epoch_progress=types.SimpleNamespace(current=types.SimpleNamespace(started=0)))
+    fake = types.SimpleNamespace(
+        strategy=FSDPStrategy() if strategy == "fsdp" else DeepSpeedStrategy(),
+        global_step=0, world_size=1, loggers=[], current_epoch=0, fit_loop=progress,
+    )
     module = ddp_train.ParityLM()
     probes: list[Any] = [
         KeywordProbe(ddp_train.PAIRS, TOK, model="model"),

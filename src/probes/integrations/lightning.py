@@ -159,16 +159,16 @@ class LightningHooks(Callback):
 
         return TrainingContext(
             pl_module,
-            step=getattr(trainer, "global_step", 0),
-            epoch=reading_epoch(trainer) if hasattr(trainer, "fit_loop") else 0,
+            step=trainer.global_step,
+            epoch=reading_epoch(trainer),
             final=final,
             shard=self._shard,
-            world_size=getattr(trainer, "world_size", 1),
+            world_size=trainer.world_size,
             hubs=hubs,
             gather=lambda t: strategy.all_gather(t),
             reduce_sum=lambda t: strategy.reduce(t, reduce_op="sum"),
             any_rank=lambda flag: bool(strategy.reduce_boolean_decision(flag, all=False)),
-            log=log if getattr(trainer, "loggers", None) and not final else None,
+            log=log if trainer.loggers and not final else None,
             request_stop=stop,
             optimizers=tuple(getattr(trainer, "optimizers", None) or ()),
         )
