@@ -17,7 +17,7 @@ training framework: ``probes.integrations`` adapts these events to Lightning and
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Optional, Union
 
 import torch
@@ -31,7 +31,7 @@ from probes.core.reader import Gather, ModelReader
 from probes.core.records import Record, RecordHistory, RecordSink
 from probes.core.schedule import ReadSchedule, as_schedule
 
-__all__ = ["Probe", "ScoringProbe"]
+__all__ = ["Probe", "ScoringProbe", "probe_list"]
 
 
 class Probe:
@@ -243,3 +243,20 @@ class ScoringProbe(Probe):
             gather: only when the reader is sharded across ranks.
         """
         return (self._hub or self._standalone()).read_alone(self, module, gather)
+
+
+def probe_list(probes: Iterable[Probe]) -> list[Probe]:
+    """``probes`` as a list, checked for an adapter that drives them.
+
+    Raises:
+        ValueError: no probes, something that is not a :class:`Probe`, or two probes with one name
+            (their records would be mixed in one source).
+    """
+    out = list(probes)
+    if not out or not all(isinstance(p, Probe) for p in out):
+        raise ValueError(f"Expected at least one probe (instances of probes.core.probe.Probe), got {probes!r}.")
+    names = [p.source for p in out]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise ValueError(f"Probes share the name(s) {clash}; give each probe a different `name=`.")
+    return out

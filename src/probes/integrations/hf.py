@@ -54,7 +54,7 @@ except ImportError as err:  # pragma: no cover - transformers is an optional ext
 
 from probes.core.context import ScalarLogger, TrainingContext
 from probes.core.hub import Hubs
-from probes.core.probe import Probe
+from probes.core.probe import Probe, probe_list
 from probes.core.records import RecordSink
 
 __all__ = ["ProbeTrainerCallback", "distributed_collectives"]
@@ -128,13 +128,7 @@ class ProbeTrainerCallback(TrainerCallback):
         sinks: Iterable[RecordSink] = (),
         log: Optional[ScalarLogger] = None,
     ) -> None:
-        self.probes = list(probes)
-        if not self.probes or not all(isinstance(p, Probe) for p in self.probes):
-            raise ValueError(f"Expected at least one probe (instances of probes.core.probe.Probe), got {probes!r}.")
-        names = [p.source for p in self.probes]
-        clash = sorted({n for n in names if names.count(n) > 1})
-        if clash:
-            raise ValueError(f"Probes share the name(s) {clash}; give each probe a different `name=`.")
+        self.probes = probe_list(probes)
         if log is not None and not callable(log):
             raise ValueError(f"Expected `log` to be callable (name, tensor) -> None, got {log!r}.")
         from probes.console.dashboard import Dashboard

@@ -32,7 +32,7 @@ from torch import nn
 
 from probes.core.context import ScalarLogger, TrainingContext
 from probes.core.hub import Hubs
-from probes.core.probe import Probe
+from probes.core.probe import Probe, probe_list
 from probes.core.records import RecordSink
 
 __all__ = ["ProbeLoop"]
@@ -77,13 +77,7 @@ class ProbeLoop:
         any_rank: Optional[Callable[[bool], bool]] = None,
         optimizers: Iterable[torch.optim.Optimizer] = (),
     ) -> None:
-        self.probes = list(probes)
-        if not self.probes or not all(isinstance(p, Probe) for p in self.probes):
-            raise ValueError(f"Expected at least one probe (instances of probes.core.probe.Probe), got {probes!r}.")
-        names = [p.source for p in self.probes]
-        clash = sorted({n for n in names if names.count(n) > 1})
-        if clash:
-            raise ValueError(f"Probes share the name(s) {clash}; give each probe a different `name=`.")
+        self.probes = probe_list(probes)
         if not isinstance(module, nn.Module):
             raise ValueError(f"Expected `module` to be a torch.nn.Module, got {type(module).__name__}.")
         if world_size < 1 or not 0 <= rank < world_size:
