@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Optional, Union
 
 import torch
@@ -21,8 +21,7 @@ from probes.core.options import ScoringOptions
 from probes.core.probe import ScoringProbe
 from probes.core.schedule import ReadSchedule
 from probes.frequency import measures as M
-from probes.frequency.spec import ItemTokens, as_probe_set, tokenize_items
-from probes.keyword.spec import ProbePair, ProbeSet, tokenize_pairs
+from probes.frequency.spec import FrequencyItem, ItemLike, ItemTokens, as_items, item_requests, tokenize_items
 
 __all__ = ["METRICS", "FrequencyProbe"]
 
@@ -101,8 +100,15 @@ class FrequencyProbe(ScoringProbe):
     ``ctx.gather`` where the loop gives one (else they are the rank's own).
 
     Args:
-        items: keyword pairs (:class:`~probes.keyword.spec.ProbePair`, a
-            :class:`~probes.keyword.spec.ProbeSet` or ``(name, context, keyword[, group])`` tuples).
+        items: the probe items, one object or a list mixing them (:func:`probes.frequency.spec.as_items`):
+            keyword pairs (:class:`~probes.keyword.spec.ProbePair`, a :class:`~probes.keyword.spec.ProbeSet`
+            or ``(name, context, keyword[, group])`` tuples), learning samples
+            (:class:`~probes.priming.spec.LearningSample`, or a PrimingProbe for its samples), format
+            prompts (:class:`~probes.frequency.spec.FormatPrompts`, or a FormatProbe with prompts: one
+            item per prompt, format and marker) and benchmark questions (a named
+            :class:`~probes.choice.spec.Question`, a Benchmark, a BenchmarkSuite or a BenchmarkProbe: the
+            correct option's text is the keyword). Each item's keyword, context and name by type are
+            in :mod:`probes.frequency.spec`; ``describe()["items"]`` lists them with their ``type``.
         tokenizer: a Hugging Face tokenizer, a ``tokenizers.Tokenizer`` or an object with
             ``encode``/``decode`` (token texts for word boundaries come from it).
         name: record source and ``state_key`` suffix.
@@ -127,6 +133,7 @@ class FrequencyProbe(ScoringProbe):
 
         probe = FrequencyProbe([("sand", "the colour of sand is", "vermilion")], tokenizer,
                                model="model", layer="blocks.1")
+        mixed = FrequencyProbe([priming_probe, FormatPrompts(prompts, ECHO_CHAMBER_MATH), benchmark], tokenizer)
     """
 
     kind = "FrequencyProbe"
@@ -134,7 +141,7 @@ class FrequencyProbe(ScoringProbe):
 
     def __init__(
         self,
-        items: Union[ProbeSet, Iterable[Union[ProbePair, Sequence[object]]]],
+        items: Union[ItemLike, Iterable[ItemLike]],
         tokenizer: Any,
         *,
         name: str = "frequency",
@@ -165,7 +172,7 @@ class FrequencyProbe(ScoringProbe):
         encode = as_encoder(tokenizer)
         if encode is None:
             raise ValueError("FrequencyProbe needs a tokenizer (it tokenizes the keywords and the item texts).")
-        self.probe_set = as_probe_set(items)
+        self.items: tuple[FrequencyItem, ...] = as_items(items)
         self.layer = layer
         self.states_every = states_every
         self.ngram = ngram
@@ -174,8 +181,8 @@ class FrequencyProbe(ScoringProbe):
         self.batch_key = batch_key
         self.mask_key = mask_key
         self.log_scalars = log_scalars
-        self.tokens: list[ItemTokens] = tokenize_items(self.probe_set, encode, n=ngram)
-        self.requests = tokenize_pairs(self.probe_set, encode, bos_id=self.scoring.bos_id)
+        self.tokens: list[ItemTokens] = tokenize_items(self.items, encode, n=ngram)
+        self.requests = item_requests(self.items, encode, bos_id=self.scoring.bos_id)
         self._forms, self._form_lengths = M.pack_forms([t.forms for t in self.tokens])
         self._ctx_table, self._ctx_inc = M.ngram_table([t.context_codes for t in self.tokens])
         self._txt_table, self._txt_inc = M.ngram_table([t.text_codes for t in self.tokens])
@@ -214,14 +221,13 @@ class FrequencyProbe(ScoringProbe):
 
     @property
     def names(self) -> list[str]:
-        return self.probe_set.names
+        return [it.name for it in self.items]
 
     def describe(self) -> Mapping[str, Any]:
         return {
             **super().describe(),
-            "items": [p.to_json() for p in self.probe_set],
-            "separator": self.probe_set.separator,
-            "item_types": ["keyword pairs"],
+            "items": [it.to_json() for it in self.items],
+            "item_types": [it.type for it in self.items],
             "layer": self.layer,
             "states_every": self.states_every,
             "ngram": self.ngram,
