@@ -193,6 +193,100 @@ def test_rollouts_from_add_outputs_equal_the_plain_loop(tmp_path) -> None:
     assert int(sum(int(r.tensors["n"]) for r in probe.history)) == sum(len(c) for c in COMPLETIONS)
 
 
+def test_rollout_reward_dates_rollouts_by_step_with_accumulation_and_skips_evaluation(tmp_path) -> None:
+    """A reward function wrapped by ``rollout_reward`` and called as TRL's GRPO calls it (keywords;
+    once per optimizer step, in its first micro-batch; again while evaluating) feeds the probe what
+    ``ProbeLoop.observe_outputs`` after each step records: strings and conversations alike, a None
+    reward as NaN, evaluation completions not counted. (tests/integrations/test_trl_grpo.py runs
+    the real GRPOTrainer.)"""
+    probe = _rollout_probe()
+    callback = ProbeTrainerCallback([probe])
+
+    def text(c: Any) -> str:
+        return c if isinstance(c, str) else c[0]["content"]
+
+    def reward(completions: list[Any], **kwargs: Any) -> list[Any]:
+        return [None if text(c) == " b" else float(len(text(c))) for c in completions]
+
+    wrapped = callback.rollout_reward(reward)
+    assert wrapped.__name__ == "reward" and wrapped(completions=[" c"]) == [2.0]  # before training: not queued
+    micro_batches, evaluated = [], []
+
+    class RolloutTrainer(transformers.Trainer):
+        def compute_loss(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            if not model.training:
+                evaluated.append(wrapped(prompts=["p"], completions=[" the eval", " b eval"]))
+            else:
+                micro_batches.append(self.state.global_step)
+                if len(micro_batches) % 2 == 1:  # the first micro-batch of each optimizer step generates
+                    step = self.state.global_step
+                    completions = [[{"role": "assistant", "content": c}] if step % 2 else c for c in COMPLETIONS[step]]
+                    wrapped(prompts=["p"] * len(completions), completions=completions, trainer_state=self.state)
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, gradient_accumulation_steps=2, max_steps=4,
+        report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True, use_cpu=True,
+        eval_strategy="steps", eval_steps=2, per_device_eval_batch_size=2,
+    )
+    trainer = RolloutTrainer(model=_model(), args=args, train_dataset=_samples(16), eval_dataset=_samples(2))
+    callback.install(trainer)
+    trainer.train()
+    assert micro_batches == [0, 0, 1, 1, 2, 2, 3, 3] and evaluated  # evaluation called the reward too
+
+    plain = _rollout_probe()
+    model = _model()
+    with ProbeLoop([plain], model) as loop:
+        for step in range(4):
+            loop.observe_batch(None)
+            loop.optimizer_step(torch.optim.SGD(model.parameters(), lr=0.0))
+            rewards = [float("nan") if c == " b" else float(len(c)) for c in COMPLETIONS[step]]
+            loop.observe_outputs({"completions": COMPLETIONS[step], "rewards": rewards})
+    assert [r.step for r in probe.history] == [r.step for r in plain.history] == [0, 1, 2, 3]
+    for ra, rb in zip(probe.history, plain.history):
+        for name, value in rb.tensors.items():
+            torch.testing.assert_close(ra.tensors[name], value, equal_nan=True, msg=name)
+    assert torch.isfinite(probe.history[0].tensors["mean_reward"][:2]).all()
+
+
+def test_rollout_reward_wraps_async_functions_and_refuses_misuse(tmp_path) -> None:
+    import asyncio
+    import inspect
+
+    from probes.integrations.hf import _completion_text
+
+    async def judge(completions: list[str], **kwargs: Any) -> list[float]:
+        return [1.0 for _ in completions]
+
+    callback = ProbeTrainerCallback([_rollout_probe()])
+    wrapped = callback.rollout_reward(judge)
+    assert inspect.iscoroutinefunction(wrapped) and wrapped.__name__ == "judge"
+    assert asyncio.run(wrapped(completions=["a", "b"])) == [1.0, 1.0]
+    with pytest.raises(ValueError, match="wrap only one"):
+        callback.rollout_reward(lambda completions, **kw: [0.0] * len(completions))
+    with pytest.raises(ValueError, match="callable"):
+        ProbeTrainerCallback([_rollout_probe()]).rollout_reward("reward")  # type: ignore[arg-type]
+    assert _completion_text([{"role": "assistant", "content": "a"}, {"role": "tool", "content": "b"}]) == "ab"
+    with pytest.raises(ValueError, match="string content"):
+        _completion_text([{"role": "assistant", "content": [{"type": "image"}]}])
+
+    # outputs are dated by the micro-batch that produced them: without install() they are refused
+    late = ProbeTrainerCallback([_rollout_probe()])
+
+    class RolloutTrainer(transformers.Trainer):
+        def compute_loss(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            late.add_outputs({"completions": [" the"]})
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, max_steps=1, report_to="none",
+        save_strategy="no", logging_strategy="no", disable_tqdm=True, use_cpu=True,
+    )
+    trainer = RolloutTrainer(model=_model(), args=args, train_dataset=_samples(2), callbacks=[late])
+    with pytest.raises(RuntimeError, match=r"install\(trainer\)"):
+        trainer.train()
+
+
 def test_without_install_a_counting_probe_warns_and_the_console_prints_plain_lines(tmp_path, capsys) -> None:
     probes = [KeywordProbe(fact_pairs(1), ByteTokenizer()), PrimingProbe(
         [LearningSample("coal", "the colour of coal is black", "black", CONTEXTS)], ByteTokenizer())]

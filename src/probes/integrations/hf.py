@@ -17,7 +17,8 @@ Trainer event                  probe event
 ``training_step`` (installed)  ``observe_batch`` (each micro-batch, before its forward)
 ``on_pre_optimizer_step``      :meth:`~probes.core.probe.Probe.before_optimizer_step`
 ``on_substep_end``,            ``observe_outputs`` of what :meth:`ProbeTrainerCallback.add_outputs`
-``on_step_end``                queued during that micro-batch
+``on_pre_optimizer_step``,     queued; an optimizer step's last output waits for ``on_step_end``,
+``on_step_end``                after the update
 ``on_train_end``               :meth:`~probes.core.probe.Probe.training_ended`
 =============================  =========================================================
 
@@ -30,15 +31,22 @@ The Trainer hands its callbacks no batches. :meth:`ProbeTrainerCallback.install`
 to a Trainer *and* wraps that Trainer's ``training_step`` so each micro-batch goes to
 ``observe_batch`` before its forward, as Lightning's ``on_train_batch_start`` does (exposure
 counts of ``PrimingProbe`` need it); the batch and the step are otherwise untouched. A callback
-passed as ``Trainer(callbacks=[...])`` reads the model but sees no batches. See ``docs/hf.md``.
+passed as ``Trainer(callbacks=[...])`` reads the model but sees no batches.
+
+RL trainers: :meth:`ProbeTrainerCallback.rollout_reward` wraps a TRL reward function so that the
+completions a ``GRPOTrainer`` generates in training reach rollout-mode probes (a rollout-mode
+``FormatProbe``), dated by the weights that generated them. See ``docs/hf.md``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
 import os
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -57,7 +65,11 @@ from probes.core.hub import Hubs
 from probes.core.probe import Probe, probe_list
 from probes.core.records import RecordSink
 
-__all__ = ["ProbeTrainerCallback", "distributed_collectives"]
+__all__ = ["ProbeTrainerCallback", "RewardFn", "distributed_collectives"]
+
+RewardFn = Callable[..., Any]
+"""A TRL-style reward function: called with keyword arguments (``prompts``, ``completions``,
+``completion_ids``, dataset columns, ``trainer_state``...), returns one reward (or None) per completion."""
 
 
 def distributed_collectives() -> dict[str, Any]:
@@ -162,6 +174,7 @@ class ProbeTrainerCallback(TrainerCallback):
         self._started = False
         self._optimizer_given: Any = None
         self._trainer: Optional[weakref.ref[Any]] = None
+        self._rollout_fn: Optional[str] = None  # the name of the reward function wrapped by rollout_reward
 
     # --- context ---------------------------------------------------------------------------------
 
@@ -202,8 +215,88 @@ class ProbeTrainerCallback(TrainerCallback):
         """Queue what a training step produced (e.g. RL rollouts: ``{"completions": [...]}`` for a
         rollout-mode :class:`~probes.formats.probe.FormatProbe`); the probes observe it after the
         micro-batch, as Lightning's ``on_train_batch_end`` does. Call it from the training step
-        (e.g. a ``compute_loss`` override)."""
+        (e.g. a ``compute_loss`` override), or let :meth:`rollout_reward` call it.
+
+        Raises:
+            RuntimeError: training has begun but the callback was not added with :meth:`install`
+                (outputs are dated by the micro-batch that produced them, which only ``install`` sees).
+        """
+        if self._state is not None and not self._installed:
+            raise RuntimeError(
+                "ProbeTrainerCallback.add_outputs needs the callback added with"
+                " ProbeTrainerCallback(...).install(trainer), not Trainer(callbacks=[...]): outputs are dated by the"
+                " training micro-batch that produced them, which only install() sees."
+            )
         self._outputs.append(outputs)
+
+    def rollout_reward(
+        self, reward_fn: RewardFn, *, completions_key: str = "completions", rewards_key: str = "rewards"
+    ) -> RewardFn:
+        """Wrap a TRL-style reward function so that, in training, the completions it is given and the
+        rewards it returns also go to :meth:`add_outputs`: pass the result to
+        ``GRPOTrainer(reward_funcs=[...])`` in place of ``reward_fn`` and :meth:`install` the callback.
+
+        The wrapper returns what ``reward_fn`` returns, keeps its ``__name__`` (TRL names the reward's
+        metrics after it) and is ``async`` when ``reward_fn`` is. It queues
+        ``{completions_key: texts, rewards_key: rewards}`` (a None reward as NaN) only while the
+        model is in training mode, so completions generated for evaluation are not counted. A
+        completion is a string, or a conversation (a list of ``{"role", "content"}`` messages) whose
+        string contents are joined. Wrap one reward function per callback: the completions are the
+        same for every reward function, and each wrapper would count them again.
+
+        Args:
+            reward_fn: called with keyword arguments, among them ``completions`` (as TRL calls it).
+            completions_key: the key the rollout probes read completions from.
+            rewards_key: the key they read per-completion rewards from.
+
+        Raises:
+            ValueError: ``reward_fn`` is not callable, or this callback already wraps a reward function.
+
+        Example::
+
+            callback = ProbeTrainerCallback([FormatProbe(spec, mode="rollout")], run_log="runs/grpo")
+            trainer = GRPOTrainer(model=model, reward_funcs=[callback.rollout_reward(my_reward)], args=config,
+                                  train_dataset=prompts, processing_class=tokenizer)
+            callback.install(trainer)
+        """
+        if not callable(reward_fn):
+            raise ValueError(f"Expected `reward_fn` to be a callable reward function, got {reward_fn!r}.")
+        if self._rollout_fn is not None:
+            raise ValueError(
+                f"This ProbeTrainerCallback already receives rollouts from {self._rollout_fn!r}; every reward function"
+                " sees the same completions, so wrap only one of them."
+            )
+        self._rollout_fn = getattr(reward_fn, "__name__", repr(reward_fn))
+
+        def queue(kwargs: Mapping[str, Any], rewards: Any) -> None:
+            if self._module is None or not self._module.training:  # before training, or evaluating
+                return
+            if "completions" not in kwargs:
+                raise ValueError(
+                    f"The reward function {self._rollout_fn!r} was called without `completions=`; rollout_reward"
+                    " expects TRL's keyword call reward_fn(prompts=..., completions=..., ...)."
+                )
+            texts = [_completion_text(c) for c in kwargs["completions"]]
+            values = None if rewards is None else [math.nan if r is None else float(r) for r in rewards]
+            self.add_outputs({completions_key: texts, rewards_key: values})
+
+        if inspect.iscoroutinefunction(reward_fn) or inspect.iscoroutinefunction(type(reward_fn).__call__):
+
+            @functools.wraps(reward_fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                rewards = await reward_fn(*args, **kwargs)
+                queue(kwargs, rewards)
+                return rewards
+
+            return async_wrapper
+
+        @functools.wraps(reward_fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            rewards = reward_fn(*args, **kwargs)
+            queue(kwargs, rewards)
+            return rewards
+
+        return wrapper
 
     def install(self, trainer: Any) -> ProbeTrainerCallback:
         """Add this callback to ``trainer`` and send each training micro-batch to ``observe_batch``
@@ -311,13 +404,14 @@ class ProbeTrainerCallback(TrainerCallback):
     def on_substep_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> TrainerControl:
-        self._drain_outputs(state)
+        self._drain_outputs(state, keep_last=True)
         return control
 
     def on_pre_optimizer_step(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         """The reading of step ``state.global_step`` (before update ``global_step + 1``)."""
+        self._drain_outputs(state, keep_last=True)
         ctx = self.context(state)
         for probe in self.probes:
             probe.before_optimizer_step(ctx)
@@ -370,10 +464,15 @@ class ProbeTrainerCallback(TrainerCallback):
             return path, Branch(parent=max(timelines), fork_step=step - 1)
         return path, None
 
-    def _drain_outputs(self, state: TrainerState) -> None:
-        if not self._outputs:
+    def _drain_outputs(self, state: TrainerState, *, keep_last: bool = False) -> None:
+        """Hand the queued outputs to the probes. Before the update (``keep_last``) the latest one
+        is held back, so that each optimizer step's last output is observed after its update
+        (``on_step_end``), whichever micro-batch produced it: an RL trainer that generates a whole
+        generation batch in its first micro-batch (TRL's GRPO) queues nothing in the later ones."""
+        held = self._outputs[-1:] if keep_last else []
+        outputs, self._outputs = self._outputs[: len(self._outputs) - len(held)], held
+        if not outputs:
             return
-        outputs, self._outputs = self._outputs, []
         ctx = self.context(state)
         for out in outputs:
             for probe in self.probes:
@@ -388,3 +487,22 @@ class ProbeTrainerCallback(TrainerCallback):
         finally:
             if writer is not None:
                 writer.close(status)
+
+
+def _completion_text(completion: Any) -> str:
+    """The text of one TRL completion: a string, or a conversation whose string contents are joined.
+
+    Raises:
+        ValueError: anything else (say, multimodal content parts).
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Sequence) and all(
+        isinstance(m, Mapping) and isinstance(m.get("content"), str) for m in completion
+    ):
+        return "".join(m["content"] for m in completion)
+    raise ValueError(
+        "rollout_reward classifies completions as text: expected a string or a list of {'role', 'content'} messages"
+        f" with string content, got {completion!r:.200}. Call callback.add_outputs({{'completions': texts}})"
+        " from your reward function instead, with the texts you want classified."
+    )
