@@ -3,6 +3,10 @@
 * **overlay** (two or more runs): the keyword curves, priming and format distributions of the
   sources the runs share, side by side: a text table per source (``--plot FILE`` draws them
   overlaid; ``--json`` writes the numbers). Rows follow each kind's ranking rule (docs/console.md).
+  LayerUpdateProbe sources (two runs, or two stages such as pretraining and SFT) are compared per
+  layer group: the mean share of ``||dW||^2``, the mean relative update and the last relative drift
+  of each run with their differences from the first run (``--plot`` draws the shares as grouped
+  bars). Update sources pair by name, or, when every run holds exactly one, with each other.
 * **benchmarks** (three or more runs, each holding BenchmarkProbe sources of two stages):
   cross-stage transfer, intra-category coherence and calibration alignment (see
   :mod:`probes.choice.stages`).
@@ -24,19 +28,24 @@ from probes.cli.common import add_debug_argument
 
 __all__ = ["overlay_lines", "overlay_report", "plot_overlay", "print_report", "register", "report_tables", "run"]
 
-#: kind keys (``probes.core.kinds``) the overlay compares
+#: kind keys (``probes.core.kinds``) the overlay compares by source name
 OVERLAY_KINDS = ("keyword", "priming", "format")
+#: the kind key of LayerUpdateProbe sources (paired by name, or the one source of each run)
+UPDATES_KIND = "updates"
 
 
 def register(sub: Any) -> None:
     """Add the ``compare`` parser to ``sub`` (an ``argparse`` subparsers object)."""
     p = sub.add_parser(
         "compare",
-        help="overlay keyword, priming and format results of runs; or correlate benchmarks across stages",
+        help="overlay keyword, priming, format and layer-update results of runs; or correlate benchmarks across"
+        " stages",
         description=(
             "overlay (2+ runs): the keyword curves, priming and format distributions of the sources the runs"
-            " share, one table per source (--plot draws them). benchmarks (3+ runs, each a run directory or a"
-            " directory of per-stage run directories holding the BenchmarkProbe sources of two stages):"
+            " share, one table per source (--plot draws them); for LayerUpdateProbe sources (e.g. a pretraining"
+            " and an SFT stage) the mean update share, relative update and drift per layer group of each run and"
+            " their differences from the first run (--plot: grouped bars). benchmarks (3+ runs, each a run"
+            " directory or a directory of per-stage run directories holding the BenchmarkProbe sources of two stages):"
             " correlations across runs (one point per run), Pearson, Spearman and Kendall with scipy p-values"
             " and bootstrap intervals over runs. --mode auto picks benchmarks when a run holds BenchmarkProbe"
             " results (--mode overlay to overlay such runs)."
@@ -166,7 +175,8 @@ def run_overlay(args: argparse.Namespace) -> int:
             return 1
     report = overlay_report(readers, points=args.points, limit=args.limit)
     if not report["sections"]:
-        print("probes compare: error: the runs share no keyword, priming or format source", file=sys.stderr)
+        print("probes compare: error: the runs share no keyword, priming, format or layer-update source",
+              file=sys.stderr)
         return 1
     if not args.quiet:
         print("\n".join(overlay_lines(report)))
@@ -206,6 +216,47 @@ def _shared_sources(readers: dict[str, Any]) -> list[tuple[str, str]]:
         if all(source in r.sources() and kinds.of(r.describe(source)).key == key for r in readers.values()):
             out.append((source, key))
     return out
+
+
+def _update_sources(readers: dict[str, Any]) -> list[dict[str, str]]:
+    """The LayerUpdateProbe sources to compare, as ``{run: source}``: those every run holds under the
+    same name, or else, when every run holds exactly one, those."""
+    from probes.core import kinds
+
+    def updates(r: Any) -> list[str]:
+        return [s for s in r.sources() if kinds.of(r.describe(s)).key == UPDATES_KIND
+                and f"{s}/share" in r.metrics(f"{s}/")]
+
+    per_run = {run: updates(r) for run, r in readers.items()}
+    first = next(iter(per_run.values()))
+    shared = [s for s in first if all(s in v for v in per_run.values())]
+    if shared:
+        return [{run: s for run in readers} for s in shared]
+    if all(len(v) == 1 for v in per_run.values()):
+        return [{run: v[0] for run, v in per_run.items()}]
+    return []
+
+
+def _updates_section(readers: dict[str, Any], sources: dict[str, str]) -> dict[str, Any]:
+    from probes.updates.view import compare_updates, update_stats
+
+    stats = {run: update_stats(readers[run], source) for run, source in sources.items()}
+    names = list(dict.fromkeys(sources.values()))
+    rows = compare_updates(stats)
+    for row in rows:
+        for key, values in row.items():
+            if isinstance(values, dict):
+                row[key] = {run: None if v is None else _num(v) for run, v in values.items()}
+    return {
+        "kind": "updates",
+        "source": names[0] if len(names) == 1 else " vs ".join(names),
+        "sources": dict(sources),
+        "readings": {run: st["readings"] for run, st in stats.items()},
+        "steps": {run: st["step"] for run, st in stats.items()},
+        "recorded": {q: [run for run, st in stats.items() if st[q] is not None]
+                     for q in ("share", "relative", "drift_relative")},
+        "groups": rows,
+    }
 
 
 def _pick_steps(steps: list[int], points: int) -> list[int]:
@@ -311,7 +362,9 @@ def overlay_report(readers: dict[str, Any], *, points: int = 6, limit: int = 10)
     """The numbers of the overlay: per shared keyword source the mean log10 P over pairs at up to
     ``points`` steps and the final P and its change per pair (pairs by the keyword ranking rule of
     the first run); per priming source the final log10 S_prime and P_before per sample (by the
-    priming rule); per format source the final share of every format and the entropy.
+    priming rule); per format source the final share of every format and the entropy; per pair of
+    LayerUpdateProbe sources (:func:`_update_sources`) the rows of
+    :func:`probes.updates.view.compare_updates`.
 
     Args:
         readers: run name -> open run (:func:`probes.runlog.open_run`), in display order.
@@ -325,6 +378,8 @@ def overlay_report(readers: dict[str, Any], *, points: int = 6, limit: int = 10)
             sections.append(_priming_section(readers, source, limit))
         elif key == "format" and all(f"{source}/dist" in r.metrics(f"{source}/") for r in readers.values()):
             sections.append(_format_section(readers, source))
+    for sources in _update_sources(readers):
+        sections.append(_updates_section(readers, sources))
     return {"runs": list(readers), "sections": sections}
 
 
@@ -354,6 +409,8 @@ def overlay_lines(report: dict[str, Any]) -> list[str]:
             rows = [[row["sample"], *(v for r in runs for v in (row[r]["log10_s_prime"], row[r]["p_before"]))]
                     for row in sec["samples"]]
             lines.append(table(heads, rows))
+        elif sec["kind"] == "updates":
+            lines += _updates_lines(sec, runs)
         else:
             at = ", ".join(f"{printable(r)} step {sec['steps'][r]}" for r in runs)
             lines += ["", f"{src} (format): final share of each format ({at})"]
@@ -363,9 +420,38 @@ def overlay_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _run_label(run: str, source: str) -> str:
+    """``run``, or ``run (source)`` when the run's update source has another name."""
+    from probes.console.numbers import printable
+
+    return printable(run) if run == source else f"{printable(run)} ({printable(source)})"
+
+
+def _updates_lines(sec: dict[str, Any], runs: list[str]) -> list[str]:
+    """One table per recorded quantity: per group the value of each run and its difference from the
+    first run's."""
+    from probes.console.numbers import printable, table
+    from probes.updates.view import UPDATE_QUANTITIES
+
+    src = printable(sec["source"])
+    of = ", ".join(f"{_run_label(r, sec['sources'][r])} ({sec['readings'][r]} readings to step {sec['steps'][r]})"
+                   for r in runs)
+    lines = ["", f"{src} (layer updates): {of}"]
+    for q, label in UPDATE_QUANTITIES.items():
+        if not sec["recorded"][q]:
+            continue
+        heads = ["group", *runs, *(f"{r} - {runs[0]}" for r in runs[1:])]
+        rows = [[row["group"], *(row[q][r] for r in runs), *(row[f"{q}_difference"][r] for r in runs[1:])]
+                for row in sec["groups"]]
+        lines += ["", f"{src} (layer updates): {label}"]
+        lines.append(table(heads, rows))
+    return lines
+
+
 def plot_overlay(readers: dict[str, Any], report: dict[str, Any], path: Path) -> None:
     """Draw the overlay: keyword curves (mean log10 P over pairs, and the top pair, per run),
-    final log10 S_prime per sample and the final format distribution as grouped bars per run.
+    final log10 S_prime per sample, the final format distribution and the mean layer-update share per
+    group as grouped bars per run.
 
     Raises:
         ImportError: matplotlib is missing.
@@ -399,6 +485,16 @@ def plot_overlay(readers: dict[str, Any], report: dict[str, Any], path: Path) ->
             ax.set_xlabel("step")
             ax.set_ylabel(f"log10 {sec['metric']}")
             ax.set_title(f"{src}: keyword probabilities per run")
+        elif sec["kind"] == "updates":
+            x = np.arange(len(sec["groups"]))
+            width = 0.8 / max(len(runs), 1)
+            for k, run in enumerate(runs):
+                ax.bar(x + k * width, [row["share"][run] for row in sec["groups"]], width,
+                       label=_run_label(run, sec["sources"][run]))
+            ax.set_xticks(x + width * (len(runs) - 1) / 2, [printable(row["group"]) for row in sec["groups"]],
+                          fontsize="x-small")
+            ax.set_ylabel("mean share of ||dW||^2")
+            ax.set_title(f"{src}: where the updates land, per run")
         else:
             key, rows = ("sample", sec["samples"]) if sec["kind"] == "priming" else ("format", sec["formats"])
             x = np.arange(len(rows))

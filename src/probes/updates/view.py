@@ -9,7 +9,10 @@
 * ``probes replay``: the top group and its share, the update norm;
 * the assertion ``assert_share_within`` (a group's share stays within bounds) and the expectation
   :class:`ShareWithin`;
-* :func:`compare_shares`: the mean share per group of two runs or two stages side by side.
+* :func:`compare_shares`: the mean share per group of two runs or two stages side by side;
+  :func:`update_stats` and :func:`compare_updates`: what ``probes compare`` prints and draws for
+  runs (or stages) that hold LayerUpdateProbe sources: per group the mean share, the mean relative
+  update and the last relative drift of each run, and their differences from the first run.
 """
 
 from __future__ import annotations
@@ -37,7 +40,17 @@ if TYPE_CHECKING:
     from probes.runlog.reader import RunReader
     from probes.testing.collect import RecordsLike, SourceData
 
-__all__ = ["KIND", "ShareWithin", "UpdatePanel", "UpdateState", "assert_share_within", "compare_shares", "mean_shares"]
+__all__ = [
+    "KIND",
+    "ShareWithin",
+    "UpdatePanel",
+    "UpdateState",
+    "assert_share_within",
+    "compare_shares",
+    "compare_updates",
+    "mean_shares",
+    "update_stats",
+]
 
 TYPE = "LayerUpdateProbe"
 _PER_GROUP = ("update_sq", "share", "relative", "param_norm", "drift", "drift_relative")
@@ -63,6 +76,76 @@ def compare_shares(a: tuple[Sequence[str], np.ndarray], b: tuple[Sequence[str], 
         for g in order
         for sa, sb in [(ma.get(g, 0.0), mb.get(g, 0.0))]
     ]
+
+
+def update_stats(run: RunReader, source: str) -> dict[str, Any]:
+    """What :func:`compare_updates` compares of one LayerUpdateProbe source of a run log:
+    ``{"groups", "readings", "step", "share", "relative", "drift_relative"}`` with, per group, the
+    mean share of ``||dW||^2`` over the readings (:func:`mean_shares`), the mean relative update
+    ``||dW|| / ||W||`` over the readings (NaN readings left out; None when not recorded) and the
+    relative drift ``||W - W0|| / ||W0||`` at the last reading (None without ``drift=True``).
+
+    Raises:
+        KeyError: the source has no ``share`` records.
+    """
+    have = set(run.metrics(f"{source}/"))
+    if f"{source}/share" not in have:
+        raise KeyError(f"Source {source!r} has no share records.")
+    steps, share = run.read(f"{source}/share")
+    groups = _groups(run, source, run.describe(source), share.shape[1])
+    relative = mean_shares(run.read(f"{source}/relative")[1]) if f"{source}/relative" in have else None
+    drift = (run.read(f"{source}/drift_relative")[1][-1].astype(np.float64)
+             if f"{source}/drift_relative" in have else None)
+    return {
+        "groups": groups,
+        "readings": len(steps),
+        "step": int(steps[-1]) if len(steps) else None,
+        "share": mean_shares(share),
+        "relative": relative,
+        "drift_relative": drift,
+    }
+
+
+#: the quantities :func:`compare_updates` compares, with their labels
+UPDATE_QUANTITIES = {
+    "share": "mean share of ||dW||^2 over the readings",
+    "relative": "mean ||dW||/||W|| over the readings",
+    "drift_relative": "||W - W0||/||W0|| at the last reading",
+}
+
+
+def compare_updates(stats: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per layer group (the union of the runs' groups, in the order of the first run, then
+    the others) of the :func:`update_stats` of several runs: ``{"group", "share": {run: value},
+    "share_difference": {run: value - first run's}, "relative": ..., "relative_difference": ...,
+    "drift_relative": ..., "drift_relative_difference": ...}``.
+
+    A group missing from a run has share 0 there (its parameters took no part of that run's update,
+    as in :func:`compare_shares`) and no relative update or drift (None); a quantity a run did not
+    record is None, and so is a difference with a None side.
+    """
+    runs = list(stats)
+    order: list[str] = []
+    for st in stats.values():
+        order += [g for g in st["groups"] if g not in order]
+    rows = []
+    for g in order:
+        row: dict[str, Any] = {"group": g}
+        for q in UPDATE_QUANTITIES:
+            values: dict[str, Optional[float]] = {}
+            for run, st in stats.items():
+                arr = st[q]
+                if g in st["groups"] and arr is not None:
+                    values[run] = float(arr[list(st["groups"]).index(g)])
+                else:
+                    values[run] = 0.0 if q == "share" and arr is not None else None
+            first = values[runs[0]]
+            row[q] = values
+            row[f"{q}_difference"] = {
+                run: (None if v is None or first is None else v - first) for run, v in values.items()
+            }
+        rows.append(row)
+    return rows
 
 
 # --- dashboard ----------------------------------------------------------------------------------
