@@ -57,3 +57,43 @@ def test_history_limit_checks_and_none_keeps_all() -> None:
     assert len(unbounded) == 50 and unbounded.n_dropped == 0
     with pytest.raises(ValueError, match="history `limit` to be a positive int or None, got 0"):
         RecordHistory(0)
+
+
+def test_cpu_records_are_kept_as_they_are() -> None:
+    history = RecordHistory(3)
+    record = Record(0, "s", {"x": torch.arange(4.0)})
+    history.append(record)
+    assert history[0] is record  # no copy on the host
+
+
+class _Event:
+    def __init__(self) -> None:
+        self.waited = 0
+
+    def synchronize(self) -> None:
+        self.waited += 1
+
+
+def test_access_waits_for_host_copies_in_flight_once() -> None:
+    history = RecordHistory(None)
+    history.append(Record(0, "s", {"x": torch.zeros(2)}))
+    for access in (lambda h: h[0], lambda h: list(h), lambda h: list(reversed(h)), lambda h: h[-1:]):
+        event = _Event()
+        history._in_flight.append(event)  # what a CUDA record leaves behind
+        access(history)
+        assert event.waited == 1 and history._in_flight == []
+        access(history)
+        assert event.waited == 1  # settled once
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_records_live_on_the_host_with_equal_values() -> None:
+    probe = Probe("cuda")
+    sink = _Counting()
+    probe.subscribe(sink)
+    values = [torch.randn(1024, device="cuda") for _ in range(3)]
+    for step, v in enumerate(values):
+        probe.emit(step, {"v": v * 2})
+    for record, v in zip(probe.history, values):
+        assert record.tensors["v"].device.type == "cpu"
+        torch.testing.assert_close(record.tensors["v"], (v * 2).cpu(), rtol=0, atol=0)

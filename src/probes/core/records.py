@@ -12,7 +12,7 @@ sink can stack them along the step axis.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol, runtime_checkable
 
@@ -64,8 +64,14 @@ class RecordSink(Protocol):
 
 
 class RecordHistory(list):  # type: ignore[type-arg]
-    """A probe's in-memory records, capped: past ``limit`` records the oldest are dropped (the run
-    log is the full record). A plain list otherwise (index, slice, iterate).
+    """A probe's in-memory records, on the host and capped: past ``limit`` records the oldest are
+    dropped (the run log is the full record). A plain list otherwise (index, slice, iterate).
+
+    A record whose tensors live on a CUDA device is copied to pinned host memory with non-blocking
+    copies queued behind the reading that made it, and a CUDA event marks their end: appending
+    never waits for the device, nothing is kept on the accelerator, and the first access (index,
+    iteration) waits for the copies still in flight. Tensors on other devices are copied
+    synchronously; CPU records are kept as they are. Sinks still get the probe's original record.
 
     Args:
         limit: the most records kept; None keeps every record.
@@ -77,10 +83,50 @@ class RecordHistory(list):  # type: ignore[type-arg]
             raise ValueError(f"Expected the history `limit` to be a positive int or None, got {limit!r}.")
         self.limit = limit
         self.n_dropped = 0
+        self._in_flight: list[Any] = []  # CUDA events of host copies not yet known to be done
 
     def append(self, record: Record) -> None:  # type: ignore[override]
-        super().append(record)
+        super().append(self._host(record))
         if self.limit is not None and len(self) > self.limit:
             drop = len(self) - self.limit
             del self[:drop]
             self.n_dropped += drop
+
+    def _host(self, record: Record) -> Record:
+        devices = {t.device.type for t in record.tensors.values()}
+        if devices <= {"cpu"}:
+            return record
+        host: dict[str, torch.Tensor] = {}
+        for name, value in record.tensors.items():
+            value = value.detach()
+            if value.device.type == "cuda":
+                copy = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+                host[name] = copy.copy_(value, non_blocking=True)
+            else:
+                host[name] = value.to("cpu")
+        if "cuda" in devices:
+            event = torch.cuda.Event()
+            event.record()
+            self._in_flight.append(event)
+        return Record(record.step, record.source, host, record.epoch, dict(record.extra))
+
+    def settle(self) -> None:
+        """Wait for the host copies still in flight (accessors call it)."""
+        events, self._in_flight = self._in_flight, []
+        for event in events:
+            event.synchronize()
+
+    def __getitem__(self, index: Any) -> Any:
+        if self._in_flight:
+            self.settle()
+        return super().__getitem__(index)
+
+    def __iter__(self) -> Iterator[Record]:
+        if self._in_flight:
+            self.settle()
+        return super().__iter__()
+
+    def __reversed__(self) -> Iterator[Record]:
+        if self._in_flight:
+            self.settle()
+        return super().__reversed__()
