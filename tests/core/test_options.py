@@ -25,7 +25,7 @@ def test_keyword_arguments_and_object_give_the_same_options() -> None:
 def test_bad_options_are_named() -> None:
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['modle'\]"):
         KeywordProbe(PAIRS, ByteTokenizer(), modle="model")
-    with pytest.raises(ValueError, match="`token_budget` to be a positive int, got 0"):
+    with pytest.raises(ValueError, match="`token_budget` to be a positive int or .auto., got 0"):
         ScoringOptions(token_budget=0)
     with pytest.raises(ValueError, match="`truncation` to be 'error' or 'left'"):
         ScoringOptions(truncation="right")  # type: ignore[arg-type]

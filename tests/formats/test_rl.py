@@ -76,14 +76,29 @@ def test_entropy_falls_with_the_reward_and_the_detector_fires():
     assert float(acc[0, 0]) > float(acc[0, 1])  # the '=' answers were the more accurate ones
 
 
-@pytest.mark.parametrize("reward", ["none", "shuffled"])
-def test_without_the_reward_entropy_does_not_fall_and_no_collapse(reward):
-    rollouts, exact = _run(reward)
+def test_without_a_reward_the_policy_does_not_move_and_no_collapse():
+    rollouts, exact = _run("none")
     h = exact.series("norm_entropy")[1]
-    assert float(h.min()) > float(h[0]) - 0.05
-    if reward == "none":  # zero advantages: the policy does not move at all
-        assert torch.equal(h, h[:1].expand_as(h))
+    assert torch.equal(h, h[:1].expand_as(h))  # zero advantages: the policy does not move at all
     assert not rollouts.collapse_state.collapsed and rollouts.collapse_state.first_step == -1
     assert not exact.collapse_state.collapsed and exact.collapse_state.first_step == -1
     assert not any(bool(r.tensors["collapsed"]) for r in rollouts.history)
     assert math.isfinite(float(rollouts.series("norm_entropy")[1].mean()))
+
+
+def test_a_shuffled_reward_is_the_correct_reward_permuted_within_each_group():
+    # The entropy under the shuffled control is not asserted: it is a random walk that may fall
+    # (docs/science.md: the shuffled control collapsed onto '=' in 4 of 6 study runs; one seed of it
+    # fell by 0.07 on one machine and 0.43 with two threads on the same machine).
+    task = ArithmeticTask()
+    policy = pretrain_policy(task, steps=300)
+    correct = FormatRL(policy, task, reward="correct")
+    shuffled = FormatRL(policy, task, reward="shuffled")
+    g = correct.group_size
+    indices = [7, 3, 11]
+    texts = ["= 3", "= 4", "ans: 3\n", "3"] * (len(indices) * g // 4) + ["= 3"] * (len(indices) * g % 4)
+    want = correct.rewards_for(indices, texts, torch.Generator().manual_seed(0))
+    got = shuffled.rewards_for(indices, texts, torch.Generator().manual_seed(0))
+    assert not torch.equal(got, want)  # the order changed ...
+    for k in range(len(indices)):  # ... within each prompt's group, and nothing else
+        assert sorted(got[k * g : (k + 1) * g].tolist()) == sorted(want[k * g : (k + 1) * g].tolist())

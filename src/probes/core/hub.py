@@ -116,7 +116,7 @@ class ScoringHub:
                 vocab_size=self.options.vocab_size or infer_vocab_size(module),
                 max_positions=self.options.max_positions or infer_max_positions(module),
                 truncation=self.options.truncation,
-                token_budget=self.options.token_budget,
+                token_budget=1 << 20,  # validation only: the reading's plan packs with the resolved budget
             )
         except ValueError as err:
             raise ValueError(f"{member.state_key}: {err}") from None

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, Optional
 
+from probes.core.budget import TokenBudget
 from probes.core.checks import optional_token_id, positive_int
 from probes.core.model_io import LogitsFn
 
@@ -31,7 +32,9 @@ class ScoringOptions:
         vocab_size, max_positions: override what is inferred from the model's config.
         truncation: ``"error"`` for contexts too long for the model, or ``"left"`` to drop leading
             context tokens with a warning.
-        token_budget: maximum padded tokens per forward micro-batch.
+        token_budget: maximum padded tokens per forward micro-batch, or ``"auto"``: chosen per
+            device and for full or restricted logits when the model is bound
+            (:mod:`probes.core.budget`: 8,192 on a CPU, 32,768 on CUDA, fewer with full logits).
         head: the model's output layer, projected only at the positions read (``"auto"``: found
             by :func:`~probes.core.head.find_head` and verified once against the full forward;
             an attribute path inside the probed model; None: full logits at every position).
@@ -54,7 +57,7 @@ class ScoringOptions:
     vocab_size: Optional[int] = None
     max_positions: Optional[int] = None
     truncation: Literal["error", "left"] = "error"
-    token_budget: int = 16384
+    token_budget: TokenBudget = "auto"
     head: Optional[str] = "auto"
     kv_cache: bool = True
 
@@ -72,7 +75,11 @@ class ScoringOptions:
             positive_int(self.max_positions, "max_positions")
         if self.truncation not in ("error", "left"):
             raise ValueError(f"Expected `truncation` to be 'error' or 'left', got {self.truncation!r}.")
-        positive_int(self.token_budget, "token_budget")
+        if self.token_budget != "auto":
+            if not isinstance(self.token_budget, int) or isinstance(self.token_budget, bool) or self.token_budget < 1:
+                raise ValueError(
+                    f"Expected `token_budget` to be a positive int or 'auto', got {self.token_budget!r}."
+                )
         if self.head is not None and (not isinstance(self.head, str) or not self.head):
             raise ValueError(f"Expected `head` to be 'auto', an attribute path, or None; got {self.head!r}.")
 

@@ -11,6 +11,7 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
+from probes.core.budget import TokenBudget, resolve_token_budget
 from probes.core.head import ReadPositions, find_head
 from probes.core.isolation import isolated_eval
 from probes.core.model_io import LogitsFn, infer_max_positions, infer_vocab_size, make_logits_fn, resolve_module
@@ -136,7 +137,7 @@ class ModelReader:
         vocab_size: Optional[int] = None,
         max_positions: Optional[int] = None,
         truncation: Literal["error", "left"] = "error",
-        token_budget: int = 16384,
+        token_budget: TokenBudget = "auto",
         head: Optional[str] = "auto",
         kv_cache: bool = True,
     ) -> None:
@@ -150,6 +151,8 @@ class ModelReader:
         self.head_option = head
         self.head: Optional[ReadPositions] = None  # the output head restricted to read positions
         self.kv_cache = bool(kv_cache)
+        self.budget: Optional[int] = None  # the resolved token budget (set by bind)
+        self._assumed_full_logits = True
         self.prefix: Optional[PrefixPlan] = None  # shared contexts through a key/value cache
         self.plan: Optional[ScoringPlan] = None
         self.rank = 0
@@ -175,13 +178,20 @@ class ModelReader:
         if self._bound is not module or self._key != (rank, world_size):
             vocab = self.vocab_size or infer_vocab_size(module)
             positions = self.max_positions or infer_max_positions(module)
+            found = find_head(module, self.head_option, vocab)
+            # a head not yet checked scores with full logits (see _verified_head)
+            full_logits = found is None or ReadPositions(found).verified is not True
+            budget = resolve_token_budget(
+                self.token_budget, device=module_device(module), vocab_size=vocab, full_logits=full_logits
+            )
+            self.budget, self._assumed_full_logits = budget, full_logits
             # validate every item on every rank, so errors do not depend on the world size
             full = ScoringPlan(
                 self.items,
                 vocab_size=vocab,
                 max_positions=positions,
                 truncation=self.truncation,
-                token_budget=self.token_budget,
+                token_budget=budget,
             )
             assign = shard_items(self.items, world_size)
             shard = [self.items[i] for i in assign[rank]]
@@ -197,12 +207,11 @@ class ModelReader:
                     vocab_size=vocab,
                     max_positions=positions,
                     truncation=self.truncation,
-                    token_budget=self.token_budget,
+                    token_budget=budget,
                 )
             else:
                 self.plan = None  # more ranks than items: this rank only joins the gather
             self._forward = make_logits_fn(module, self.logits_fn)
-            found = find_head(module, self.head_option, vocab)
             self.head = ReadPositions(found) if found is not None else None
             self.prefix = self._prefix_plan(module)
             self._bound = module
@@ -254,10 +263,14 @@ class ModelReader:
                 f"The probe's dry forward through {where} returned {shape}, expected logits of shape"
                 f" [1, {len(row)}, vocab].{hint}"
             )
+        with fsdp2_gathered(root, self.model_path), isolated_eval(module):
+            head = self._verified_head(device, verify=True)  # before training, so no reading pays for it
+        if self.token_budget == "auto" and self._assumed_full_logits != (head is None):
+            self._bound = None  # the head's verdict changes the budget: pack again
+            module = self.bind(root, rank=self.rank, world_size=self.world_size)
         if self.plan is not None and not self.plan._validated_vocab:
             self.plan.validate_vocab(int(logits.shape[-1]))
         with fsdp2_gathered(root, self.model_path), isolated_eval(module):
-            head = self._verified_head(device, verify=True)  # before training, so no reading pays for it
             if self.prefix is not None and self.plan is not None and PrefixPlan.verdict(module) is None:
                 plan = self.plan
                 self.prefix.verify(module, lambda: plan.run(self._forward, device, head), device)
@@ -270,7 +283,7 @@ class ModelReader:
             return None
         if cache_parts(module) is None or not worth_caching(plan.items):
             return None
-        return PrefixPlan(plan.items, self.token_budget)
+        return PrefixPlan(plan.items, self.budget)
 
     def _verified_head(self, device: torch.device, *, verify: bool = False) -> Optional[ReadPositions]:
         """The restricted head once it has matched the full forward on the longest item's row
