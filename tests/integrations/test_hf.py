@@ -270,6 +270,16 @@ def test_rollout_reward_wraps_async_functions_and_refuses_misuse(tmp_path) -> No
     with pytest.raises(ValueError, match="string content"):
         _completion_text([{"role": "assistant", "content": [{"type": "image"}]}])
 
+    # in training, a completion it cannot classify is skipped with one warning; the reward still returns
+    training = ProbeTrainerCallback([_rollout_probe()])
+    plain_reward = training.rollout_reward(lambda completions=None, **kw: [2.0])
+    training._module = torch.nn.Linear(1, 1)  # what on_train_begin sets: a module in training mode
+    image = [[{"role": "assistant", "content": [{"type": "image"}]}]]
+    with pytest.warns(RuntimeWarning, match="not recorded .*string content") as caught:
+        assert plain_reward(completions=image) == [2.0]
+        assert plain_reward(prompts=["p"]) == [2.0]  # no completions: skipped, not warned again
+    assert len(caught) == 1 and training._outputs == []
+
     # outputs are dated by the micro-batch that produced them: without install() they are refused
     late = ProbeTrainerCallback([_rollout_probe()])
 

@@ -175,6 +175,7 @@ class ProbeTrainerCallback(TrainerCallback):
         self._optimizer_given: Any = None
         self._trainer: Optional[weakref.ref[Any]] = None
         self._rollout_fn: Optional[str] = None  # the name of the reward function wrapped by rollout_reward
+        self._rollout_warned = False
 
     # --- context ---------------------------------------------------------------------------------
 
@@ -271,13 +272,23 @@ class ProbeTrainerCallback(TrainerCallback):
         def queue(kwargs: Mapping[str, Any], rewards: Any) -> None:
             if self._module is None or not self._module.training:  # before training, or evaluating
                 return
-            if "completions" not in kwargs:
-                raise ValueError(
-                    f"The reward function {self._rollout_fn!r} was called without `completions=`; rollout_reward"
-                    " expects TRL's keyword call reward_fn(prompts=..., completions=..., ...)."
-                )
-            texts = [_completion_text(c) for c in kwargs["completions"]]
-            values = None if rewards is None else [math.nan if r is None else float(r) for r in rewards]
+            try:
+                if "completions" not in kwargs:
+                    raise ValueError(
+                        f"the reward function {self._rollout_fn!r} was called without `completions=`; rollout_reward"
+                        " expects TRL's keyword call reward_fn(prompts=..., completions=..., ...)"
+                    )
+                texts = [_completion_text(c) for c in kwargs["completions"]]
+                values = None if rewards is None else [math.nan if r is None else float(r) for r in rewards]
+            except (ValueError, TypeError) as err:  # a probe never takes the training run down
+                if not self._rollout_warned:
+                    self._rollout_warned = True
+                    warnings.warn(
+                        f"rollout_reward: these rollouts are not recorded ({err}); training goes on. Warned once.",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                return
             self.add_outputs({completions_key: texts, rewards_key: values})
 
         if inspect.iscoroutinefunction(reward_fn) or inspect.iscoroutinefunction(type(reward_fn).__call__):
