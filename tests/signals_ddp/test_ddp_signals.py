@@ -14,7 +14,9 @@ SCRIPT = Path(__file__).with_name("ddp_signals.py")
 
 
 def close(a: list, b: list) -> bool:
-    return all((math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-5, abs=1e-6) for x, y in zip(a, b))
+    # abs 1e-5: a gain is a difference of log-likelihoods of weights trained with rank-dependent
+    # gradient rounding (measured up to 2.4e-6 apart between 1 and 2 ranks after 3 steps)
+    return all((math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-5, abs=1e-5) for x, y in zip(a, b))
 
 
 def test_two_ranks_match_one_process(tmp_path):
