@@ -23,6 +23,7 @@ import torch
 BENCHES = (
     "bench_keyword",
     "bench_engine",
+    "bench_overhead",
     "bench_signals",
     "bench_frequency",
     "bench_runlog",
