@@ -64,16 +64,21 @@ def probe_set(context_len: int, seed: int = 0) -> list[tuple[str, list[int], lis
     return pairs
 
 
+def _rows_padded_right(chunk: list[Any]) -> torch.Tensor:
+    """The rows ``context + keyword[:-1]`` of ``chunk``, padded right with 0 to one width."""
+    rows = [ctx + kw[:-1] for _, ctx, kw in chunk]
+    ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+    return ids
+
+
 def competent_loop(forward: Callable[[torch.Tensor], torch.Tensor], pairs: list[Any], batch: int = 64) -> torch.Tensor:
     out = torch.empty(len(pairs), dtype=torch.float64)
     with torch.no_grad():
         for b0 in range(0, len(pairs), batch):
             chunk = pairs[b0 : b0 + batch]
-            rows = [ctx + kw[:-1] for _, ctx, kw in chunk]
-            width = max(map(len, rows))
-            ids = torch.zeros(len(rows), width, dtype=torch.long)
-            for i, r in enumerate(rows):
-                ids[i, : len(r)] = torch.tensor(r)
+            ids = _rows_padded_right(chunk)
             logp = torch.log_softmax(forward(ids).float(), dim=-1)
             for i, (_, ctx, kw) in enumerate(chunk):
                 pos = torch.arange(len(ctx) - 1, len(ctx) - 1 + len(kw))
@@ -99,12 +104,8 @@ def no_cache_floor(tiny: TinyGPT, pairs: list[Any], batch: int = 64) -> torch.Te
     with torch.no_grad():
         for b0 in range(0, len(pairs), batch):
             chunk = pairs[b0 : b0 + batch]
-            rows = [ctx + kw[:-1] for _, ctx, kw in chunk]
-            width = max(map(len, rows))
-            ids = torch.zeros(len(rows), width, dtype=torch.long)
-            for i, r in enumerate(rows):
-                ids[i, : len(r)] = torch.tensor(r)
-            x = tiny.tok(ids) + tiny.pos(torch.arange(width))
+            ids = _rows_padded_right(chunk)
+            x = tiny.tok(ids) + tiny.pos(torch.arange(ids.shape[1]))
             for block in tiny.blocks:
                 x = block(x, None)
             r_idx = torch.tensor([i for i, (_, _, kw) in enumerate(chunk) for _ in kw])
